@@ -1,0 +1,1 @@
+"""TimeChat models."""
