@@ -1,0 +1,451 @@
+"""Instruction datasets, annotation readers, bad-data accounting and multi-dataset mixing.
+
+Mirrors ``Video_Instruct_Dataset`` of the original (``timechat/datasets/datasets/video_instruct_dataset.py``:
+TimeIT-format records → frames, timestamps, prompt, ids, labels), ``utils/process_valley.py``
+(Valley conversations → TimeIT records), the ASR injection of ``utils/asr/asr_data_process.py``,
+the evaluation annotation files read by ``evaluate.py`` / the metric scripts (spec §3.11) and the
+``MultiIterLoader`` mixing (spec §4.7).
+
+Bad data is handled explicitly instead of the original's bare ``except`` + random retry: each
+failure is a `SampleError` with a reason, counted in `DataErrorStats` (mergeable across workers and
+ranks), and replaced by a deterministic other index up to ``max_retries`` times; past
+``max_failure_rate`` the dataset raises `DataQualityError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from timechat.data.asr import inject_asr
+from timechat.data.conversation import build_train_text
+from timechat.data.tokenization import LlamaTokenizer, tokenize_timestamps
+from timechat.data.transforms import eval_transform, train_transform
+from timechat.data.video import VideoDecodeError, load_video
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- errors and stats
+class SampleError(Exception):
+    """One sample cannot be used. ``reason`` is a short key (``video_missing``, ``bad_record``, ...)."""
+
+    def __init__(self, sample_id: str, reason: str, detail: str = "") -> None:
+        self.sample_id, self.reason, self.detail = sample_id, reason, detail
+        super().__init__(f"sample {sample_id}: {reason}" + (f" ({detail})" if detail else ""))
+
+
+class DataQualityError(RuntimeError):
+    """Too many samples failed (failure rate above the configured limit, or retries exhausted)."""
+
+
+@dataclass
+class DataErrorStats:
+    """Per-reason counts of failed samples, with a few examples per reason.
+
+    Attributes:
+        attempts: samples tried (including substitutes); failures: samples that raised.
+        by_reason: reason → count; examples: reason → up to ``max_examples`` ``"id: detail"``.
+    """
+
+    attempts: int = 0
+    failures: int = 0
+    by_reason: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    max_examples: int = 5
+
+    def record(self, err: SampleError) -> None:
+        self.failures += 1
+        self.by_reason[err.reason] += 1
+        ex = self.examples.setdefault(err.reason, [])
+        if len(ex) < self.max_examples:
+            ex.append(f"{err.sample_id}: {err.detail}")
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failures / self.attempts if self.attempts else 0.0
+
+    def merge(self, other: "DataErrorStats | dict[str, Any]") -> "DataErrorStats":
+        """Add another worker's/rank's counts (a `DataErrorStats` or its `to_dict`)."""
+        o = other if isinstance(other, DataErrorStats) else DataErrorStats.from_dict(other)
+        self.attempts += o.attempts
+        self.failures += o.failures
+        self.by_reason.update(o.by_reason)
+        for k, v in o.examples.items():
+            ex = self.examples.setdefault(k, [])
+            ex.extend(v[: max(0, self.max_examples - len(ex))])
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (for ``all_gather_object`` or logs)."""
+        return {"attempts": self.attempts, "failures": self.failures, "by_reason": dict(self.by_reason), "examples": self.examples}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataErrorStats":
+        return cls(int(d["attempts"]), int(d["failures"]), Counter(d["by_reason"]), {k: list(v) for k, v in d["examples"].items()})
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.by_reason.items()))
+        return f"{self.failures}/{self.attempts} samples failed ({self.failure_rate:.2%})" + (f": {reasons}" if reasons else "")
+
+
+# --------------------------------------------------------------------------- record formats
+def validate_record(record: Any, sample_id: str) -> dict[str, Any]:
+    """Check a TimeIT record ``{"video": str, "QA": [{"q": str, "a": str}, ...]}``.
+
+    Raises:
+        SampleError: ``bad_record`` naming the problem.
+    """
+    if not isinstance(record, dict):
+        raise SampleError(sample_id, "bad_record", f"record is {type(record).__name__}, not an object")
+    video = record.get("video")
+    if not isinstance(video, str) or not video:
+        raise SampleError(sample_id, "bad_record", "missing or empty 'video'")
+    qa = record.get("QA")
+    if not isinstance(qa, list) or not qa:
+        raise SampleError(sample_id, "bad_record", "missing or empty 'QA'")
+    for k, pair in enumerate(qa):
+        if not isinstance(pair, dict) or not isinstance(pair.get("q"), str) or not isinstance(pair.get("a"), str):
+            raise SampleError(sample_id, "bad_record", f"QA[{k}] needs string 'q' and 'a'")
+        if not pair["q"].strip() or not pair["a"].strip():
+            raise SampleError(sample_id, "bad_record", f"QA[{k}] has an empty 'q' or 'a'")
+    return record
+
+
+def load_json_records(path: str | Path) -> list[Any]:
+    """A JSON list (TimeIT/Valley files). Raises ``ValueError`` naming the file if it is not a list."""
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    return data
+
+
+def convert_valley_record(raw: dict[str, Any]) -> dict[str, Any]:
+    """Valley ``conversations`` (human/gpt alternating) → TimeIT ``{"video", "QA", "source"}``.
+
+    The ``<video>`` marker is removed in the forms ``<video>\\n`` and ``\\n<video>`` (as
+    ``process_valley.py``); the video path is kept as given (make it relative to the videos root).
+    """
+    conv = raw.get("conversations")
+    if not isinstance(conv, list) or len(conv) < 2:
+        raise ValueError(f"Valley item {raw.get('id', raw.get('v_id'))}: needs >= 2 'conversations'")
+    qa = []
+    for k in range(0, len(conv) - 1, 2):
+        h, g = conv[k], conv[k + 1]
+        if h.get("from") != "human" or g.get("from") != "gpt":
+            raise ValueError(f"Valley item {raw.get('id', raw.get('v_id'))}: turn {k} is not a human/gpt pair")
+        q = h["value"].replace("<video>\n", "").replace("\n<video>", "").replace("<video>", "")
+        qa.append({"q": q, "a": g["value"]})
+    return {"video": raw["video"], "QA": qa, "source": raw.get("source", "valley")}
+
+
+def with_asr(record: dict[str, Any], transcript: str) -> dict[str, Any]:
+    """Copy of a record whose questions are prefixed with the transcript (`inject_asr`)."""
+    return {**record, "QA": [{**p, "q": inject_asr(p["q"], transcript)} for p in record["QA"]]}
+
+
+# --------------------------------------------------------------------------- eval annotations
+def read_coco_annotations(path: str | Path) -> list[dict[str, Any]]:
+    """``{split}.caption_coco_format.json`` → its ``annotations`` list (DVC or TVG)."""
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise ValueError(f"{path}: expected an object with an 'annotations' list")
+    return data["annotations"]
+
+
+def read_dvc_annotations(path: str | Path) -> list[dict[str, Any]]:
+    """YouCook2/ActivityNet DVC gt: per video ``{video, image_id, duration, segments, captions}``.
+
+    ``captions`` come from ``pure_cap`` split on ``". "`` when present, else ``caption`` split on ``"."``.
+    """
+    out = []
+    for k, a in enumerate(read_coco_annotations(path)):
+        for key in ("image_id", "segments"):
+            if key not in a:
+                raise ValueError(f"{path}: annotation {k} has no {key!r}")
+        caps = a["pure_cap"].split(". ") if "pure_cap" in a else [c.strip() for c in str(a.get("caption", "")).split(".") if c.strip()]
+        out.append({"video": Path(a["image_id"]).name, "image_id": a["image_id"], "duration": a.get("duration"), "segments": a["segments"], "captions": caps, "id": a.get("id")})
+    return out
+
+
+def read_tvg_annotations(path: str | Path) -> list[dict[str, Any]]:
+    """Charades-STA TVG gt: per query ``{video, image_id, caption, timestamp, id}``."""
+    out = []
+    for k, a in enumerate(read_coco_annotations(path)):
+        for key in ("image_id", "caption", "id"):
+            if key not in a:
+                raise ValueError(f"{path}: annotation {k} has no {key!r}")
+        out.append({"video": Path(a["image_id"]).name, "image_id": a["image_id"], "caption": a["caption"], "timestamp": a.get("timestamp"), "id": a["id"]})
+    return out
+
+
+def read_qvhighlights_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """QVHighlights ``highlight_{split}_release.jsonl`` (JSON Lines even if named ``.json``)."""
+    path = Path(path)
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{n}: not a JSON object ({exc})") from exc
+        for key in ("qid", "query", "vid"):
+            if key not in item:
+                raise ValueError(f"{path}:{n}: missing {key!r}")
+        out.append(item)
+    return out
+
+
+# --------------------------------------------------------------------------- one training sample
+def build_train_item(
+    record: dict[str, Any],
+    video_path: str | Path,
+    llama_tokenizer: LlamaTokenizer,
+    timestamp_tokenizer: Any,
+    *,
+    sample_id: str,
+    n_frms: int = 96,
+    image_size: int = 224,
+    sampling: str = "rand",
+    train_aug: bool = True,
+    num_video_query_token: int = 32,
+    stride: int = 32,
+    max_txt_len: int = 2048,
+    rng: random.Random | None = None,
+    np_rng: Any = None,
+    torch_gen: torch.Generator | None = None,
+    allow_cut_placeholders: bool = False,
+) -> dict[str, Any]:
+    """Everything ``Video_Instruct_Dataset.__getitem__`` returns for one record (+ debug fields).
+
+    Returns:
+        ``images`` (C, T, H, W) float32, ``input_ids`` / ``labels`` (L,) long, ``timestamps``
+        ``{'input_ids','attention_mask'}`` (T, L_ts), ``id``, ``clip`` (`VideoClip`), ``text`` (`TrainText`).
+
+    Raises:
+        SampleError: ``video_missing``/``video_undecodable``/``video_empty``, ``bad_record``,
+        ``placeholders_truncated`` (unless ``allow_cut_placeholders``).
+    """
+    record = validate_record(record, sample_id)
+    try:
+        clip = load_video(video_path, n_frms, image_size, image_size, sampling, rng, np_rng)
+    except VideoDecodeError as exc:
+        reason = {"missing": "video_missing", "empty": "video_empty"}.get(exc.reason, "video_undecodable")
+        raise SampleError(sample_id, reason, str(exc)) from exc
+    if train_aug:
+        images = train_transform(clip.frames, generator=torch_gen)
+    else:
+        images = eval_transform(clip.frames)
+    num_frames = images.shape[1]
+    text = build_train_text(record["QA"], clip.msg, num_frames, llama_tokenizer, num_video_query_token, stride, max_txt_len)
+    if text.placeholders_cut and not allow_cut_placeholders:
+        raise SampleError(
+            sample_id,
+            "placeholders_truncated",
+            f"max_txt_len={max_txt_len} keeps {text.n_video_tokens_kept} of {text.n_video_tokens} <ImageHere> (untruncated {text.untruncated_length} tokens)",
+        )
+    return {
+        "id": sample_id,
+        "images": images,
+        "input_ids": torch.tensor(text.input_ids, dtype=torch.long),
+        "labels": torch.tensor(text.labels, dtype=torch.long),
+        "timestamps": tokenize_timestamps(clip.sentences, timestamp_tokenizer),
+        "clip": clip,
+        "text": text,
+    }
+
+
+class VideoInstructDataset(torch.utils.data.Dataset):
+    """Map-style TimeIT/Valley instruction dataset (``Video_Instruct_Dataset``).
+
+    Args:
+        records: a list of TimeIT records or the path of a JSON list.
+        videos_root: folder the records' ``video`` paths are relative to.
+        llama_tokenizer: prompt tokenizer.
+        timestamp_tokenizer: ``'llama'`` (the LLaMA tokenizer, what the released checkpoint was
+            trained with), ``'bert'`` (then ``bert_tokenizer`` is required) or a tokenizer object.
+        n_frms / image_size / sampling / train_aug / num_video_query_token / stride / max_txt_len:
+            as the original's config keys (``num_frm``, ``resize_size``, ``sample_type``, ...).
+        seed: base seed; item i of epoch e uses RNGs seeded from (seed, e, i), so training is
+            reproducible and independent of worker assignment. Call `set_epoch` each epoch.
+        max_retries: substitute indices tried after a failure before raising.
+        max_failure_rate / min_attempts_for_rate: raise `DataQualityError` when more than this
+            fraction of the attempts (after at least ``min_attempts_for_rate``) failed.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[dict[str, Any]] | str | Path,
+        videos_root: str | Path,
+        llama_tokenizer: LlamaTokenizer,
+        timestamp_tokenizer: str | Any = "llama",
+        bert_tokenizer: Any = None,
+        *,
+        n_frms: int = 96,
+        image_size: int = 224,
+        sampling: str = "rand",
+        train_aug: bool = True,
+        num_video_query_token: int = 32,
+        stride: int = 32,
+        max_txt_len: int = 2048,
+        seed: int = 42,
+        max_retries: int = 10,
+        max_failure_rate: float = 0.05,
+        min_attempts_for_rate: int = 100,
+        name: str = "timeit",
+    ) -> None:
+        self.source = str(records) if isinstance(records, (str, Path)) else name
+        self.records = load_json_records(records) if isinstance(records, (str, Path)) else list(records)
+        if not self.records:
+            raise ValueError(f"dataset {self.source} has no records")
+        self.videos_root = Path(videos_root)
+        self.llama_tokenizer = llama_tokenizer
+        if timestamp_tokenizer == "llama":
+            self.timestamp_tokenizer = llama_tokenizer
+        elif timestamp_tokenizer == "bert":
+            if bert_tokenizer is None:
+                raise ValueError("timestamp_tokenizer='bert' needs bert_tokenizer")
+            self.timestamp_tokenizer = bert_tokenizer
+        elif isinstance(timestamp_tokenizer, str):
+            raise ValueError(f"timestamp_tokenizer must be 'llama', 'bert' or a tokenizer, got {timestamp_tokenizer!r}")
+        else:
+            self.timestamp_tokenizer = timestamp_tokenizer
+        self.kw = dict(n_frms=n_frms, image_size=image_size, sampling=sampling, train_aug=train_aug, num_video_query_token=num_video_query_token, stride=stride, max_txt_len=max_txt_len)
+        self.seed, self.epoch = seed, 0
+        self.max_retries, self.max_failure_rate, self.min_attempts_for_rate = max_retries, max_failure_rate, min_attempts_for_rate
+        self.name = name
+        self.stats = DataErrorStats()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def sample_id(self, index: int) -> str:
+        rec = self.records[index]
+        video = rec.get("video", "?") if isinstance(rec, dict) else "?"
+        return f"{self.name}[{index}]:{video}"
+
+    def rngs(self, index: int) -> tuple[random.Random, np.random.RandomState, torch.Generator]:
+        """Per-item RNGs: Python (bins), numpy (fallback permutation), torch (crop box)."""
+        s = (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
+        return random.Random(s), np.random.RandomState(s % (2**32)), torch.Generator().manual_seed(s % (2**63))
+
+    def build(self, index: int) -> dict[str, Any]:
+        """Item ``index`` without substitution (raises `SampleError`)."""
+        sid = self.sample_id(index)
+        rec = validate_record(self.records[index], sid)
+        rng, np_rng, gen = self.rngs(index)
+        return build_train_item(rec, self.videos_root / rec["video"], self.llama_tokenizer, self.timestamp_tokenizer, sample_id=sid, rng=rng, np_rng=np_rng, torch_gen=gen, **self.kw)
+
+    def substitute_index(self, index: int, attempt: int) -> int:
+        """Deterministic replacement for a failed index (a fixed stride walk, never ``index`` itself when len > 1)."""
+        n = len(self)
+        return (index + attempt * 7919) % n if n > 1 else index
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        current = index
+        for attempt in range(self.max_retries + 1):
+            self.stats.attempts += 1
+            try:
+                item = self.build(current)
+            except SampleError as err:
+                self.stats.record(err)
+                logger.warning("bad sample (%s) — %s; substituting", err.reason, err)
+                self._check_rate()
+                current = self.substitute_index(index, attempt + 1)
+                continue
+            item["requested_index"], item["index"] = index, current
+            return item
+        raise DataQualityError(f"dataset {self.source}: {self.max_retries + 1} consecutive samples failed from index {index}; {self.stats.summary()}")
+
+    def _check_rate(self) -> None:
+        if self.stats.attempts >= self.min_attempts_for_rate and self.stats.failure_rate > self.max_failure_rate:
+            raise DataQualityError(f"dataset {self.source}: failure rate above {self.max_failure_rate:.1%}: {self.stats.summary()}; examples {self.stats.examples}")
+
+
+# --------------------------------------------------------------------------- mixing
+def mixing_weights(sizes: Sequence[int], mode: str | Sequence[float] = "uniform") -> list[float]:
+    """Probabilities of drawing each dataset per batch.
+
+    Args:
+        sizes: dataset lengths.
+        mode: ``'uniform'`` (the original: no ``sample_ratio`` ⇒ 50/50 for two datasets),
+            ``'proportional'`` (∝ size), or explicit ratios (normalised).
+    """
+    if isinstance(mode, str):
+        if mode == "uniform":
+            raw = [1.0] * len(sizes)
+        elif mode == "proportional":
+            raw = [float(s) for s in sizes]
+        else:
+            raise ValueError(f"mixing mode must be 'uniform', 'proportional' or a list of ratios, got {mode!r}")
+    else:
+        raw = [float(r) for r in mode]
+        if len(raw) != len(sizes):
+            raise ValueError(f"{len(raw)} mixing ratios for {len(sizes)} datasets")
+    if any(r < 0 for r in raw) or sum(raw) <= 0:
+        raise ValueError(f"mixing ratios must be >= 0 with a positive sum, got {raw}")
+    total = sum(raw)
+    return [r / total for r in raw]
+
+
+class MixedBatchSampler(torch.utils.data.Sampler):
+    """Batches from several datasets concatenated as a ``torch.utils.data.ConcatDataset``.
+
+    Each batch comes whole from one dataset chosen with `mixing_weights` (``MultiIterLoader``);
+    within a dataset, indices follow a per-epoch permutation that restarts when exhausted.
+    Deterministic for (seed, epoch); ``rank``/``world_size`` take every world_size-th batch.
+    """
+
+    def __init__(self, sizes: Sequence[int], batch_size: int, num_batches: int, weights: str | Sequence[float] = "uniform", seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        if any(s <= 0 for s in sizes):
+            raise ValueError(f"every mixed dataset needs at least one sample, got sizes {list(sizes)}")
+        self.sizes, self.batch_size, self.num_batches = list(sizes), batch_size, num_batches
+        self.weights = mixing_weights(sizes, weights)
+        self.seed, self.epoch, self.rank, self.world_size = seed, 0, rank, world_size
+        self.offsets = np.cumsum([0] + self.sizes[:-1]).tolist()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_batches, self.world_size))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = np.random.default_rng([self.seed, self.epoch])
+        perms = [g.permutation(s) for s in self.sizes]
+        pos = [0] * len(self.sizes)
+        for b in range(self.num_batches):
+            d = int(g.choice(len(self.sizes), p=self.weights))
+            batch = []
+            for _ in range(self.batch_size):
+                if pos[d] == self.sizes[d]:
+                    perms[d], pos[d] = g.permutation(self.sizes[d]), 0
+                batch.append(self.offsets[d] + int(perms[d][pos[d]]))
+                pos[d] += 1
+            if b % self.world_size == self.rank:
+                yield batch
+
+
+def merge_stats(stats: Sequence[DataErrorStats | dict[str, Any]]) -> DataErrorStats:
+    """Sum several workers'/ranks' stats (e.g. the output of ``all_gather_object``)."""
+    out = DataErrorStats()
+    for s in stats:
+        out.merge(s)
+    return out
+
+
+RecordTransform = Callable[[dict[str, Any]], dict[str, Any]]

@@ -1,0 +1,266 @@
+"""Model parity against golden outputs of the original implementation (`reference_model` layout).
+
+A fixture directory holds the tiny random weights in the original checkpoint layouts
+(`checkpoints/`), a `manifest.json` (architecture under `model`, the merged original configs
+under `reference_model_config`, tolerances), golden inputs and per-stage outputs
+(`golden/train_forward.safetensors`, `golden/inference.safetensors`, `golden/generation.json`).
+Everything here is derived from the manifest, so other fixtures (dimensions, frame counts,
+windows, batch sizes) work unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from timechat.models.builders import ModelFiles, build_timechat
+from timechat.models.config import (
+    LLMConfig,
+    LoraConfig,
+    QFormerConfig,
+    TimeChatConfig,
+    VideoQFormerConfig,
+    VisionConfig,
+)
+from timechat.models.generation import GenerationConfig, generate
+from timechat.parity import ParityRow, compare_close, compare_exact
+
+
+def config_from_manifest(model: dict[str, Any], ref_cfg: dict[str, Any] | None = None) -> TimeChatConfig:
+    """Translate a fixture manifest's `model` block into a `TimeChatConfig` (compat mode)."""
+    vit, q, vq, llama, lora = model["vit"], model["qformer"], model["video_qformer"], model["llama"], model["lora"]
+    ref_cfg = ref_cfg or {}
+    return TimeChatConfig(
+        vision=VisionConfig(
+            image_size=model["image_size"], patch_size=model.get("patch_size", 14), width=vit["embed_dim"],
+            depth=vit["depth"], num_heads=vit["num_heads"], mlp_hidden=vit["mlp_hidden"],
+            layer_norm_eps=vit.get("layernorm_eps", 1e-6), ln_vision_eps=model.get("ln_vision", {}).get("eps", 1e-5),
+        ),
+        qformer=QFormerConfig(
+            hidden_size=q["hidden_size"], num_layers=q["num_hidden_layers"], num_heads=q["num_attention_heads"],
+            intermediate_size=q["intermediate_size"], layer_norm_eps=q.get("layer_norm_eps", 1e-12),
+            max_position_embeddings=q["max_position_embeddings"], vocab_size=q["vocab_size_resized"],
+            num_query_tokens=q["num_query_token"], cross_attention_freq=q["cross_attention_freq"],
+        ),
+        video_qformer=VideoQFormerConfig(
+            num_layers=vq["num_hidden_layers"], num_query_tokens=vq["num_query_token"],
+            cross_attention_freq=vq.get("cross_attention_freq", 1),
+        ),
+        llm=LLMConfig(
+            hidden_size=llama["hidden_size"], num_layers=llama["num_hidden_layers"],
+            num_heads=llama["num_attention_heads"], num_kv_heads=llama.get("num_key_value_heads", llama["num_attention_heads"]),
+            intermediate_size=llama["intermediate_size"], vocab_size=llama["vocab_size"],
+            rms_norm_eps=llama["rms_norm_eps"], rope_theta=llama.get("rope_theta", 10000.0),
+            max_position_embeddings=llama.get("max_position_embeddings", 4096),
+        ),
+        lora=LoraConfig(
+            enabled=bool(ref_cfg.get("lora", True)), r=lora["r"], alpha=float(lora["lora_alpha"]),
+            dropout=lora["lora_dropout"], target_modules=list(lora["target_modules"]),
+        ),
+        mode="compat",
+        max_frame_pos=model["max_frame_pos"],
+        window_size=model["window_size"],
+        stride=model["stride"],
+        image_token_id=llama["image_patch_token_id"],
+        freeze_qformer=bool(ref_cfg.get("freeze_qformer", True)),
+        freeze_video_qformer=bool(ref_cfg.get("frozen_video_Qformer", True)),
+        freeze_llama_proj=bool(ref_cfg.get("frozen_llama_proj", True)),
+        freeze_lora=bool(ref_cfg.get("lora_inference_mode", False)),
+    )
+
+
+def _files(ref_cfg: dict[str, Any], root: Path) -> ModelFiles:
+    return ModelFiles(
+        vit=ref_cfg.get("vit_model"), qformer=ref_cfg.get("q_former_model"), llama=ref_cfg.get("llama_model"),
+        ckpt=ref_cfg.get("ckpt") or None, ckpt_2=ref_cfg.get("ckpt_2") or None, root=str(root),
+    )
+
+
+def _tolerances(manifest: dict[str, Any]) -> dict[str, dict[str, float]]:
+    tol = manifest.get("tolerances", {})
+    f32 = tol.get("float32", {"atol": 1e-5, "rtol": 1e-4})
+    return {
+        "float32": {"atol": f32.get("atol", 1e-5), "rtol": f32.get("rtol", 1e-4)},
+        "logits": {"atol": tol.get("logits", f32).get("atol", 1e-4), "rtol": tol.get("logits", f32).get("rtol", 1e-4)},
+        "loss": {"atol": tol.get("loss", {}).get("atol", 1e-5), "rtol": 0.0},
+    }
+
+
+def _split_videos(golden: dict[str, torch.Tensor], prefix: str = "") -> tuple[Any, Any]:
+    """Images and timestamp dicts of a golden file: stacked tensors, or per-sample `.{i}` entries."""
+    if "pixels" in golden:
+        ts = {"input_ids": golden["timestamps.input_ids"], "attention_mask": golden["timestamps.attention_mask"]}
+        return golden["pixels"], ts
+    idx = sorted({int(m.group(1)) for k in golden if (m := re.match(r"^pixels\.(\d+)$", k))})
+    if not idx:
+        return None, None
+    images = [golden[f"pixels.{i}"] for i in idx]
+    ts = [{"input_ids": golden[f"timestamps.{i}.input_ids"], "attention_mask": golden[f"timestamps.{i}.attention_mask"]}
+          for i in idx]
+    return images, ts
+
+
+def _stage_rows(prefix: str, stages: dict[str, torch.Tensor], golden: dict[str, torch.Tensor],
+                names: list[str], tol: dict[str, float]) -> list[ParityRow]:
+    rows = []
+    for name in names:
+        if name not in golden:
+            continue
+        if name not in stages:
+            rows.append(ParityRow(f"{prefix}/{name}", float("inf"), "-", False, "stage not produced"))
+            continue
+        rows.append(compare_close(f"{prefix}/{name}", stages[name], golden[name], **tol))
+    return rows
+
+
+STAGES = ["vit_out", "vit_ln", "qformer_out", "frame_pos_emb", "frame_hidden_state", "video_qformer_out", "inputs_llama"]
+
+
+def _encode_rows(model, images, ts, golden, prefix, tol) -> tuple[list[ParityRow], list[torch.Tensor]]:
+    """Encode the videos, compare stages; returns rows and per-sample video embeddings."""
+    rows: list[ParityRow] = []
+    window_names = sorted(k for k in golden if k.startswith("window_input."))
+    if isinstance(images, torch.Tensor):
+        enc = model.encode_video(images, ts["input_ids"], ts["attention_mask"], return_stages=True)
+        rows += _stage_rows(prefix, enc.stages, golden, STAGES + window_names, tol)
+        return rows, list(enc.video_embeds)
+    videos = []
+    for i, (img, t) in enumerate(zip(images, ts)):
+        img = img.unsqueeze(0) if img.dim() == 4 else img
+        enc = model.encode_video(img, t["input_ids"], t["attention_mask"], return_stages=True)
+        per = {k[: -len(f".{i}")]: v for k, v in golden.items() if k.endswith(f".{i}") and not k.startswith("pixels")}
+        rows += _stage_rows(f"{prefix}[{i}]", enc.stages, per, STAGES, tol)
+        videos.append(enc.video_embeds[0])
+    return rows, videos
+
+
+@torch.no_grad()
+def check_reference_model(fixture_dir: str | Path) -> list[ParityRow]:
+    """Compare every stage of the model against a `reference_model`-layout fixture."""
+    root = Path(fixture_dir)
+    manifest = json.loads((root / "manifest.json").read_text())
+    ref = manifest.get("reference_model_config", {})
+    eval_cfg = ref.get("eval") or {}
+    tols = _tolerances(manifest)
+    rows: list[ParityRow] = []
+    torch.manual_seed(0)
+
+    cfg = config_from_manifest(manifest["model"], eval_cfg)
+    model, _ = build_timechat(cfg, _files(eval_cfg, root))
+    model.eval()
+    if eval_cfg.get("lora_alpha") is not None and cfg.lora.enabled:
+        model.set_lora_alpha(float(eval_cfg["lora_alpha"]))
+
+    # -- training-style forward ---------------------------------------------------------------
+    train_path = root / "golden" / "train_forward.safetensors"
+    train = load_file(str(train_path)) if train_path.exists() else {}
+    if train:
+        images, ts = _split_videos(train)
+        enc_rows, videos = _encode_rows(model, images, ts, train, "train", tols["float32"])
+        rows += enc_rows
+        batch = {"images": images, "timestamps": ts, "input_ids": train["input_ids"],
+                 "attention_mask": train["attention_mask"], "labels": train["labels"]}
+        embeds = model.splice_video(batch["input_ids"], videos)
+        rows.append(compare_close("train/inputs_embeds", embeds, train["inputs_embeds"], **tols["float32"]))
+        out = model(batch)
+        rows.append(compare_close("train/logits", out["logits"], train["logits"], **tols["logits"]))
+        rows.append(compare_close("train/loss", out["loss"], train["loss"], **tols["loss"]))
+
+    # -- inference path -----------------------------------------------------------------------
+    inf_path = root / "golden" / "inference.safetensors"
+    inf = load_file(str(inf_path)) if inf_path.exists() else {}
+    if inf:
+        rows += _check_inference(model, root, inf, train, tols)
+
+    # -- the Video-LLaMA init: frame-position table resized on load ---------------------------
+    frames_path = root / "inputs" / "frames.safetensors"
+    init_cfg = ref.get("train_init")
+    if init_cfg and frames_path.exists():
+        frames = load_file(str(frames_path))
+        if "frame_pos_interpolated_from_VL" in frames:
+            cfg2 = config_from_manifest(manifest["model"], init_cfg)
+            model2, reports = build_timechat(cfg2, _files(init_cfg, root))
+            rows.append(compare_close("init/frame_pos_interpolated_from_VL", model2.frame_position_embedding.weight,
+                                      frames["frame_pos_interpolated_from_VL"], **tols["float32"],
+                                      note="; ".join(n for r in reports for n in r.notes) or ""))
+    return rows
+
+
+def _check_inference(model, root: Path, inf: dict[str, torch.Tensor], train: dict[str, torch.Tensor],
+                     tols: dict[str, dict[str, float]]) -> list[ParityRow]:
+    rows: list[ParityRow] = []
+    images, ts = _split_videos(inf)
+    if images is None:
+        # The ViT stage is shared with the training run: same pixels, inference timestamp ids.
+        images = train.get("pixels")
+        if images is None:
+            frames = load_file(str(root / "inputs" / "frames.safetensors"))
+            images = frames["pixels"].unsqueeze(0)
+        ts = {"input_ids": inf["timestamps.input_ids"], "attention_mask": inf["timestamps.attention_mask"]}
+    enc_rows, videos = _encode_rows(model, images, ts, inf, "inference", tols["float32"])
+    rows += enc_rows
+
+    n = len(videos)
+    segments = []
+    for i in range(n):
+        segs = []
+        j = 0
+        while f"prompt.{i}.segment{j}_ids" in inf:
+            segs.append(inf[f"prompt.{i}.segment{j}_ids"].tolist())
+            j += 1
+        segments.append(segs)
+    if not all(segments):
+        rows.append(ParityRow("inference/prompt_segments", float("inf"), "-", False, "no prompt.<i>.segment<j>_ids"))
+        return rows
+    ctx, mask = model.build_context_embeds(segments, videos)
+    rows.append(compare_close("inference/context_embeds", ctx, inf["context_embeds"], **tols["float32"]))
+    rows.append(compare_exact("inference/context_attention_mask", mask.tolist(),
+                              inf["context_attention_mask"].long().tolist()))
+
+    gen_json_path = root / "golden" / "generation.json"
+    gen_json = json.loads(gen_json_path.read_text()) if gen_json_path.exists() else {}
+    kwargs = gen_json.get("generate_kwargs", {})
+    steps = int(inf["gen_scores"].shape[0]) if "gen_scores" in inf else int(kwargs.get("max_new_tokens", 16))
+    gcfg = GenerationConfig(max_new_tokens=int(kwargs.get("max_new_tokens", steps)), do_sample=False,
+                            max_context=10**9)
+    out = generate(model.llama_model, ctx, mask, gcfg, keep_scores=True, keep_prefill_logits=True)
+    if "prefill_logits" in inf:
+        valid = inf["context_attention_mask"].bool()
+        rows.append(compare_close("inference/prefill_logits[valid]", out.prefill_logits[valid],
+                                  inf["prefill_logits"][valid], **tols["logits"]))
+    want_seq = inf.get("gen_sequences")
+    if want_seq is not None:
+        want = want_seq[:, 1:]  # column 0 is the dummy BOS HF 4.34 put in front
+        got = out.sequences
+        rows += _compare_generated(got, want, out.scores, inf.get("gen_scores"), gcfg, tols["logits"])
+    return rows
+
+
+def _compare_generated(got: torch.Tensor, want: torch.Tensor, scores: list[torch.Tensor],
+                       want_scores: torch.Tensor | None, gcfg: GenerationConfig, tol: dict[str, float]) -> list[ParityRow]:
+    """Greedy ids must match up to (and including) each row's EOS; scores on the live steps."""
+    rows = []
+    got_rows, want_rows = [], []
+    for b in range(want.shape[0]):
+        w = want[b].tolist()
+        if gcfg.eos_token_id in w:
+            w = w[: w.index(gcfg.eos_token_id) + 1]
+        g = got[b].tolist() if b < got.shape[0] else []
+        g = g[: len(w)] if len(g) >= len(w) else g
+        got_rows.append(g)
+        want_rows.append(w)
+    rows.append(compare_exact("inference/generated_ids", got_rows, want_rows))
+    if want_scores is not None and scores:
+        k = min(len(scores), want_scores.shape[0])
+        live = torch.zeros(k, want.shape[0], dtype=torch.bool)
+        for b, w in enumerate(want_rows):
+            live[: min(k, len(w)), b] = True
+        got_s = torch.stack(scores[:k])  # (steps, B, V)
+        rows.append(compare_close("inference/gen_scores[live]", got_s[live], want_scores[:k][live], **tol,
+                                  note=f"{int(live.sum())} live (step, row) pairs"))
+    return rows

@@ -1,0 +1,405 @@
+"""TimeChat: the composition of its parts (paper §3; original `timechat/models/timechat.py`).
+
+    video (B, 3, T, H, W)
+      -> EVA ViT-g + ln_vision (frozen)                         (B*T, N_img, D_v)
+      -> timestamp-aware frame Q-Former (queries + frame time)  (B*T, Q [+ L_ts], D_q)
+      -> + global frame position embedding, sliding windows of W frames every S frames
+      -> video Q-Former per window                              (B, N_v, D_q) per window
+      -> llama_proj                                             (B, N_v * ceil(T / S), D_llm)
+      -> spliced over the `<ImageHere>` placeholders of the prompt
+      -> LLaMA-2 (+ LoRA)
+
+`forward(batch)` is the training path (loss and logits); `encode_video` + `build_context_embeds`
++ `timechat.models.generation.generate` are the inference path.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from timechat.models.config import TimeChatConfig
+from timechat.models.qformer import build_frame_qformer, build_video_qformer, init_query_tokens
+from timechat.models.vision import EvaViT, LayerNormFp32
+
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+IGNORE_INDEX = -100
+
+
+@dataclass
+class VideoEncoding:
+    """Output of `TimeChat.encode_video`, with the intermediate stages when asked for."""
+
+    video_embeds: torch.Tensor  # (B, N_v * n_windows, D_llm)
+    stages: dict[str, torch.Tensor]
+
+
+def build_llm_from_config(cfg: TimeChatConfig) -> LlamaForCausalLM:
+    """A randomly initialised LLaMA of the configured shape (tests, tiny models, meta-device counts)."""
+    llm_cfg = LlamaConfig(
+        vocab_size=cfg.llm.vocab_size,
+        hidden_size=cfg.llm.hidden_size,
+        intermediate_size=cfg.llm.intermediate_size,
+        num_hidden_layers=cfg.llm.num_layers,
+        num_attention_heads=cfg.llm.num_heads,
+        num_key_value_heads=cfg.llm.num_kv_heads,
+        rms_norm_eps=cfg.llm.rms_norm_eps,
+        rope_theta=cfg.llm.rope_theta,
+        max_position_embeddings=cfg.llm.max_position_embeddings,
+        tie_word_embeddings=cfg.llm.tie_word_embeddings,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        attention_bias=False,
+        hidden_act="silu",
+    )
+    llm_cfg._attn_implementation = "sdpa"
+    return LlamaForCausalLM(llm_cfg)
+
+
+class TimeChat(nn.Module):
+    """TimeChat model.
+
+    Args:
+        cfg: the architecture.
+        llm: a ready LLaMA (e.g. loaded from a HF directory); built randomly from `cfg.llm` if None.
+    """
+
+    def __init__(self, cfg: TimeChatConfig, llm: LlamaForCausalLM | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        q = cfg.qformer
+        self.visual_encoder = EvaViT(cfg.vision)
+        self.ln_vision = LayerNormFp32(cfg.vision.width, eps=cfg.vision.ln_vision_eps)
+        self.frame_qformer = build_frame_qformer(q, encoder_width=cfg.vision.width)
+        self.query_tokens = init_query_tokens(q.num_query_tokens, q.hidden_size)
+        self.frame_position_embedding = nn.Embedding(cfg.max_frame_pos, q.hidden_size)
+        self.video_qformer = build_video_qformer(q, cfg.video_qformer)
+        self.video_query_tokens = init_query_tokens(cfg.video_qformer.num_query_tokens, q.hidden_size)
+
+        llm = llm if llm is not None else build_llm_from_config(cfg)
+        llm.config.use_cache = False
+        self.llm_hidden_size = llm.config.hidden_size
+        self.llama_proj = nn.Linear(q.hidden_size, self.llm_hidden_size)
+        if cfg.gradient_checkpointing:
+            llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            llm.enable_input_require_grads()
+            self.frame_qformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.lora.enabled:
+            from peft import LoraConfig as PeftLoraConfig
+            from peft import get_peft_model
+
+            peft_cfg = PeftLoraConfig(
+                task_type="CAUSAL_LM",
+                r=cfg.lora.r,
+                lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout,
+                target_modules=list(cfg.lora.target_modules),
+                bias="none",
+                inference_mode=False,
+            )
+            llm = get_peft_model(llm, peft_cfg)
+        self.llama_model = llm
+        self.apply_freezing()
+
+    # -- parameters -----------------------------------------------------------------------------
+    @property
+    def base_llm(self) -> LlamaForCausalLM:
+        """The LLaMA under the LoRA wrapper (or the plain LLaMA without LoRA)."""
+        model = self.llama_model
+        return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    def apply_freezing(self) -> None:
+        """Set `requires_grad` from the config's per-module flags; frozen towers go to eval mode."""
+        cfg = self.cfg
+        groups = {
+            "vit": (cfg.freeze_vit, [self.visual_encoder, self.ln_vision]),
+            "qformer": (cfg.freeze_qformer, [self.frame_qformer]),
+            "video": (cfg.freeze_video_qformer, [self.video_qformer, self.frame_position_embedding]),
+            "proj": (cfg.freeze_llama_proj, [self.llama_proj]),
+        }
+        for frozen, modules in groups.values():
+            for m in modules:
+                m.requires_grad_(not frozen)
+        self.query_tokens.requires_grad_(not cfg.freeze_qformer)
+        self.video_query_tokens.requires_grad_(not cfg.freeze_video_qformer)
+        for name, p in self.llama_model.named_parameters():
+            p.requires_grad_(("lora_" in name) and not cfg.freeze_lora)
+
+    def train(self, mode: bool = True) -> "TimeChat":
+        super().train(mode)
+        # Frozen towers never switch to train mode (the original's `disabled_train`).
+        if self.cfg.freeze_vit:
+            self.visual_encoder.eval()
+            self.ln_vision.eval()
+        return self
+
+    def set_lora_alpha(self, alpha: float) -> None:
+        """Change the LoRA scaling to alpha / r (the original's QA-benchmark trick, alpha 32 -> 20)."""
+        if not self.cfg.lora.enabled:
+            raise ValueError("set_lora_alpha: this model has no LoRA")
+        for module in self.llama_model.modules():
+            scaling = getattr(module, "scaling", None)
+            if isinstance(scaling, dict) and "default" in scaling:
+                module.scaling["default"] = alpha / module.r["default"]
+        self.cfg.lora.alpha = alpha
+
+    def cast_frozen(self, dtype: torch.dtype) -> None:
+        """Store the frozen towers (ViT, LLM base weights) in `dtype`; trainable parts stay as they are."""
+        self.visual_encoder.to(dtype)
+        for name, p in self.llama_model.named_parameters():
+            if not p.requires_grad:
+                p.data = p.data.to(dtype)
+
+    # -- visual path ----------------------------------------------------------------------------
+    def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
+        """ViT + ln_vision on frames (N, 3, H, W) -> (N, N_img, D_v). Frozen: no graph is built."""
+        grad = torch.is_grad_enabled() and not self.cfg.freeze_vit
+        with torch.set_grad_enabled(grad):
+            dtype = self.visual_encoder.model.embeddings.patch_embedding.weight.dtype
+            feats = self.visual_encoder(pixels.to(dtype))
+            return self.ln_vision(feats)
+
+    def encode_video(
+        self,
+        pixels: torch.Tensor,
+        ts_input_ids: torch.Tensor,
+        ts_attention_mask: torch.Tensor,
+        *,
+        return_stages: bool = False,
+    ) -> VideoEncoding:
+        """Encode a batch of videos with the same frame count into LLM input tokens.
+
+        Args:
+            pixels: (B, 3, T, H, W) normalised frames.
+            ts_input_ids: (B*T, L) timestamp-text ids (frame-major within each video).
+            ts_attention_mask: (B*T, L) 1 for real tokens.
+            return_stages: keep the intermediate tensors (parity checks, debugging).
+        Returns:
+            `VideoEncoding` with `video_embeds` of shape (B, N_v * n_windows, D_llm).
+        """
+        b, c, t, h, w = pixels.shape
+        frames = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # (B*T, 3, H, W)
+        stages: dict[str, torch.Tensor] = {}
+        if return_stages:
+            with torch.no_grad():
+                dtype = self.visual_encoder.model.embeddings.patch_embedding.weight.dtype
+                stages["vit_out"] = self.visual_encoder(frames.to(dtype))
+        features = self.encode_frames(frames)  # (B*T, N_img, D_v)
+        return self.encode_from_features(features, b, t, ts_input_ids, ts_attention_mask,
+                                         return_stages=return_stages, stages=stages)
+
+    def encode_from_features(
+        self,
+        image_features: torch.Tensor,
+        b: int,
+        t: int,
+        ts_input_ids: torch.Tensor,
+        ts_attention_mask: torch.Tensor,
+        *,
+        return_stages: bool = False,
+        stages: dict[str, torch.Tensor] | None = None,
+    ) -> VideoEncoding:
+        """The part of `encode_video` after the frozen ViT, from `ln_vision` outputs (B*T, N_img, D_v).
+
+        This is also the entry point of the frozen-feature cache.
+        """
+        stages = {} if stages is None else stages
+        bt = b * t
+        if image_features.shape[0] != bt or ts_input_ids.shape[0] != bt:
+            raise ValueError(
+                f"expected {bt} frame rows (B={b}, T={t}); got {image_features.shape[0]} image rows and "
+                f"{ts_input_ids.shape[0]} timestamp rows"
+            )
+        if return_stages:
+            stages["vit_ln"] = image_features
+        image_features = image_features.to(self.query_tokens.dtype)
+        nq = self.query_tokens.shape[1]
+        queries = self.query_tokens.expand(bt, -1, -1)  # (B*T, Q, D)
+        attn = torch.cat([ts_attention_mask.new_ones(bt, nq), ts_attention_mask], dim=1)  # (B*T, Q+L)
+        frame_states = self.frame_qformer(
+            input_ids=ts_input_ids,
+            attention_mask=attn,
+            query_embeds=queries,
+            encoder_hidden_states=image_features,
+        ).last_hidden_state  # (B*T, Q+L, D)
+        if return_stages:
+            stages["qformer_out"] = frame_states
+        if self.cfg.mode == "fixed":
+            frame_states = frame_states[:, :nq]  # (B*T, Q, D): InstructBLIP keeps the query rows only
+        return self._video_from_frame_states(frame_states, b, t, stages, return_stages)
+
+    def _video_from_frame_states(
+        self, frame_states: torch.Tensor, b: int, t: int, stages: dict[str, torch.Tensor], return_stages: bool
+    ) -> VideoEncoding:
+        """Frame position embedding, sliding windows, video Q-Former and projection."""
+        if t > self.cfg.max_frame_pos:
+            raise ValueError(
+                f"video has {t} frames but the frame-position table has {self.cfg.max_frame_pos} rows "
+                "(model.max_frame_pos); sample fewer frames or enlarge the table"
+            )
+        rows, d = frame_states.shape[1], frame_states.shape[2]
+        frame_states = frame_states.reshape(b, t, rows, d)  # (B, T, Q', D)
+        pos = self.frame_position_embedding(torch.arange(t, device=frame_states.device))  # (T, D)
+        frame_states = frame_states + pos[None, :, None, :].to(frame_states.dtype)
+        if return_stages:
+            stages["frame_pos_emb"] = pos[None].expand(b, -1, -1)
+            stages["frame_hidden_state"] = frame_states
+
+        window, stride = self.cfg.window_size, self.cfg.stride
+        spans = [(s, min(s + window, t)) for s in range(0, t, stride)] if stride > 0 else [(0, t)]
+        # Windows of equal length (all but a short tail) are encoded together in one batched call.
+        by_len: dict[int, list[int]] = defaultdict(list)
+        for i, (s, e) in enumerate(spans):
+            by_len[e - s].append(i)
+        outputs: list[torch.Tensor] = [frame_states.new_empty(0)] * len(spans)
+        nv = self.video_query_tokens.shape[1]
+        for n, idxs in by_len.items():
+            win = torch.stack([frame_states[:, spans[i][0]:spans[i][1]] for i in idxs], dim=0)  # (K, B, n, Q', D)
+            win = win.reshape(len(idxs) * b, n * rows, d)  # (K*B, n*Q', D)
+            if return_stages:
+                for k, i in enumerate(idxs):
+                    stages[f"window_input.{i}"] = win[k * b:(k + 1) * b]
+            queries = self.video_query_tokens.expand(win.shape[0], -1, -1)
+            out = self.video_qformer(query_embeds=queries, encoder_hidden_states=win).last_hidden_state  # (K*B, Nv, D)
+            out = out.reshape(len(idxs), b, nv, d)
+            for k, i in enumerate(idxs):
+                outputs[i] = out[k]
+        video_q = torch.cat(outputs, dim=1)  # (B, Nv * n_windows, D)
+        video_embeds = self.llama_proj(video_q)  # (B, Nv * n_windows, D_llm)
+        if return_stages:
+            stages["video_qformer_out"] = video_q
+            stages["inputs_llama"] = video_embeds
+        return VideoEncoding(video_embeds, stages)
+
+    def encode_batch_videos(self, batch: dict[str, Any]) -> list[torch.Tensor]:
+        """Encode the videos of a collated batch; returns one (N_tokens, D_llm) tensor per sample.
+
+        Handles both collation paths: stacked `images` (B, 3, T, H, W) with flattened timestamp rows,
+        and lists (frame counts differ), and cached features under `image_features`.
+        """
+        ts = batch["timestamps"]
+        if "image_features" in batch and batch["image_features"] is not None:
+            feats = batch["image_features"]
+            if isinstance(feats, torch.Tensor):
+                b = batch["input_ids"].shape[0] if "input_ids" in batch else feats.shape[0]
+                t = feats.shape[0] // b
+                enc = self.encode_from_features(feats, b, t, ts["input_ids"], ts["attention_mask"])
+                return list(enc.video_embeds)
+            return [
+                self.encode_from_features(f, 1, f.shape[0], s["input_ids"], s["attention_mask"]).video_embeds[0]
+                for f, s in zip(feats, ts)
+            ]
+        images = batch["images"]
+        if isinstance(images, torch.Tensor):
+            return list(self.encode_video(images, ts["input_ids"], ts["attention_mask"]).video_embeds)
+        return [
+            self.encode_video(img.unsqueeze(0) if img.dim() == 4 else img, s["input_ids"], s["attention_mask"])
+            .video_embeds[0]
+            for img, s in zip(images, ts)
+        ]
+
+    # -- language path --------------------------------------------------------------------------
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.base_llm.get_input_embeddings()(ids)
+
+    def splice_video(self, input_ids: torch.Tensor, video_embeds: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Token embeddings with the `<ImageHere>` run of each sample replaced by its video tokens.
+
+        Raises:
+            ValueError: naming the sample, if its placeholder count differs from its video token
+                count (e.g. truncation cut the run) or the placeholders are not contiguous.
+        """
+        image_id = self.cfg.image_token_id
+        is_img = input_ids == image_id
+        # The placeholder id is outside the LLM vocabulary: look up id 0, then overwrite.
+        embeds = self.embed_tokens(input_ids.masked_fill(is_img, 0))  # (B, L, D_llm)
+        embeds = embeds.clone()
+        for i, video in enumerate(video_embeds):
+            positions = is_img[i].nonzero().flatten()
+            n = video.shape[0]
+            if positions.numel() != n:
+                raise ValueError(
+                    f"sample {i}: {positions.numel()} <ImageHere> placeholders but the video gives {n} tokens "
+                    "(was the prompt truncated by max_txt_len?)"
+                )
+            first = int(positions[0])
+            if int(positions[-1]) - first + 1 != n:
+                raise ValueError(f"sample {i}: <ImageHere> placeholders are not contiguous")
+            embeds[i, first:first + n] = video.to(embeds.dtype)
+        return embeds
+
+    def forward(self, batch: dict[str, Any], return_stages: bool = False) -> dict[str, Any]:
+        """Training forward: loss (mean over supervised tokens) and logits.
+
+        Args:
+            batch: collated batch with `images` (or `image_features`), `timestamps`, `input_ids`,
+                `attention_mask`, `labels`.
+        Returns:
+            dict with `loss`, `logits`, `num_tokens` (supervised token count) and, if asked, `stages`.
+        """
+        video_embeds = self.encode_batch_videos(batch)
+        inputs_embeds = self.splice_video(batch["input_ids"], video_embeds)
+        llm_dtype = self.base_llm.get_input_embeddings().weight.dtype
+        out = self.llama_model(
+            inputs_embeds=inputs_embeds.to(llm_dtype),
+            attention_mask=batch["attention_mask"],
+            use_cache=False,
+        )
+        logits = out.logits
+        labels = batch.get("labels")
+        result: dict[str, Any] = {"logits": logits}
+        if labels is not None:
+            shift_logits = logits[:, :-1].float()
+            shift_labels = labels[:, 1:]
+            num_tokens = (shift_labels != IGNORE_INDEX).sum()
+            loss_sum = F.cross_entropy(
+                shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                ignore_index=IGNORE_INDEX, reduction="sum",
+            )
+            result["loss"] = loss_sum / num_tokens.clamp(min=1)
+            result["loss_sum"] = loss_sum
+            result["num_tokens"] = num_tokens
+        if return_stages:
+            result["stages"] = {"inputs_embeds": inputs_embeds}
+        return result
+
+    def build_context_embeds(
+        self, segments: Sequence[Sequence[Sequence[int]]], video_embeds: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference context: per sample [seg0, video, seg1, ...], left-padded into a batch.
+
+        Args:
+            segments: per sample, the token ids of the prompt pieces around the `<ImageHere>` mark
+                (segment 0 carries BOS). A sample with k+1 segments takes k videos; here one.
+            video_embeds: per sample (N_tokens, D_llm).
+        Returns:
+            (embeds (B, L_max, D_llm), attention_mask (B, L_max)); padding rows hold the
+            embedding of id 0 and mask 0, as the original's batched chat does.
+        """
+        emb_layer = self.base_llm.get_input_embeddings()
+        device = emb_layer.weight.device
+        rows = []
+        for segs, video in zip(segments, video_embeds):
+            if len(segs) != 2:
+                raise ValueError(f"expected 2 prompt segments around one <ImageHere>, got {len(segs)}")
+            parts = [
+                emb_layer(torch.as_tensor(segs[0], dtype=torch.long, device=device)),
+                video.to(emb_layer.weight.dtype),
+                emb_layer(torch.as_tensor(segs[1], dtype=torch.long, device=device)),
+            ]
+            rows.append(torch.cat(parts, dim=0))
+        max_len = max(r.shape[0] for r in rows)
+        pad = emb_layer(torch.zeros(1, dtype=torch.long, device=device))  # (1, D)
+        embeds, masks = [], []
+        for r in rows:
+            n_pad = max_len - r.shape[0]
+            embeds.append(torch.cat([pad.expand(n_pad, -1), r], dim=0))
+            masks.append(torch.cat([torch.zeros(n_pad, dtype=torch.long), torch.ones(r.shape[0], dtype=torch.long)]))
+        return torch.stack(embeds), torch.stack(masks).to(device)
