@@ -20,7 +20,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -448,4 +448,3 @@ def merge_stats(stats: Sequence[DataErrorStats | dict[str, Any]]) -> DataErrorSt
     return out
 
 
-RecordTransform = Callable[[dict[str, Any]], dict[str, Any]]
