@@ -181,7 +181,8 @@ def test_tvg_answers_and_gt_match_events(small):
             m = re.fullmatch(r"The given query happens in (\d+\.\d) - (\d+\.\d) seconds\.", qa["a"])
             assert m, qa["a"]
             assert (float(m[1]), float(m[2])) == (e["start"], e["end"])
-            assert g == {"image_id": v["file"], "caption": e["sentence"], "timestamp": [e["start"], e["end"]], "id": g["id"]}
+            assert g == {"image_id": v["file"], "caption": e["sentence"], "timestamp": [e["start"], e["end"]],
+                         "id": g["id"]}
             assert (summary.videos_dir[split] / g["image_id"]).is_file()
 
 
@@ -261,7 +262,8 @@ def test_templates_vary_and_tasks_subset(tmp_path):
     s = generate_synthetic_dataset(tmp_path, seed=0, num_train=10, num_val=0, num_test=0, size=16, duration=8, tasks=("tvg",))
     qs = {re.sub(r"'[^']*'", "Q", i["QA"][0]["q"]) for i in _read(s.instruct["tvg"]["train"])}
     assert len(qs) >= 3
-    assert not list((tmp_path / "annotations").glob("highlight_*")) and not (tmp_path / "annotations" / "train.caption_coco_format.json").exists()
+    assert not list((tmp_path / "annotations").glob("highlight_*"))
+    assert not (tmp_path / "annotations" / "train.caption_coco_format.json").exists()
     assert set(s.instruct) == {"tvg"}
 
 
@@ -284,7 +286,8 @@ def test_same_seed_identical_different_seed_differs(small, tmp_path):
 
     other = generate_synthetic_dataset(tmp_path / "other", **{**SMALL, "seed": 4})
     assert _read(other.events["train"]) != _read(out / "annotations/train.events.json")
-    assert (other.out_dir / "videos/train/syn_train_00000.mp4").read_bytes() != (out / "videos/train/syn_train_00000.mp4").read_bytes()
+    first = "videos/train/syn_train_00000.mp4"
+    assert (other.out_dir / first).read_bytes() != (out / first).read_bytes()
 
 
 def test_splits_independent_of_other_split_sizes(small, tmp_path):
@@ -299,7 +302,8 @@ def test_rerun_is_noop_and_changes_regenerate(tmp_path):
     assert first.regenerated
     manifest = _read(first.manifest)
     assert manifest["config"] == SyntheticConfig(**args).to_json()
-    assert set(manifest["files"]) == {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()} - {"manifest.json"}
+    on_disk = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == on_disk - {"manifest.json"}
     mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
 
     second = generate_synthetic_dataset(tmp_path, **args)

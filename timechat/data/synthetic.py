@@ -42,15 +42,16 @@ Why time is learnable from this data (a tiny model, 16 frames at 32-64 px, minut
 * Video length varies (``duration=(8, 16)`` by default): the same frame index means different
   seconds in different videos, so the model has to read the frame timestamps it is given, not
   count frames.
-* The background is grey with a slow horizontal sine drift, so "something changed" is never a
-  shortcut for "the event started", without adding colour clutter.
+* The background is grey with a slow horizontal sine drift: it changes over time (so a frame
+  difference alone does not mark an event) but never carries colour.
 * Saliency for highlight detection follows the shape's size, which swells from 75 % to 100 % in the
   middle of the event, weighted by how much of each 2-s clip the event covers; three "annotators"
   add a small deterministic jitter.
 
 Randomness: every video draws from its own generator seeded by (seed, split, index), so changing
 ``num_train`` leaves the val/test videos unchanged. Same arguments -> byte-identical files (libx264
-runs single-threaded for this); a different seed -> different videos, events and templates.
+runs single-threaded and without SIMD for this); a different seed -> different videos, events and
+instruction templates.
 
 Re-running with the same arguments is a no-op when ``manifest.json`` matches the configuration and
 every listed file is present with its recorded size; otherwise the previous outputs (known by their
@@ -418,7 +419,9 @@ def load_events(out_dir: str | os.PathLike, split: str) -> list[dict[str, Any]]:
     """
     path = Path(out_dir) / "annotations" / f"{split}.events.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: generate the dataset first (python -m timechat.data.synthetic --out {out_dir})")
+        raise FileNotFoundError(
+            f"{path} not found: generate the dataset first (python -m timechat.data.synthetic --out {out_dir})"
+        )
     return json.loads(path.read_text())["videos"]
 
 
@@ -600,7 +603,9 @@ def _dvc_answer(events: list[dict[str, Any]]) -> str:
     return " ".join(f"{ev['start']:.1f} - {ev['end']:.1f} seconds, {ev['sentence']}. " for ev in events)
 
 
-def _saliency(cfg: SyntheticConfig, split: str, video: dict[str, Any], ev: dict[str, Any], qid: int) -> tuple[list[int], list[list[int]]]:
+def _saliency(
+    cfg: SyntheticConfig, split: str, video: dict[str, Any], ev: dict[str, Any], qid: int
+) -> tuple[list[int], list[list[int]]]:
     """QVHighlights clip ids (2-s clips overlapping the event) and 3 annotator scores each (0-4).
 
     Quality of clip k = (fraction of the clip the event covers) * (0.5 + 0.5 * mean shape scale
@@ -744,10 +749,16 @@ def _manifest_matches(out: Path, cfg: SyntheticConfig) -> bool:
     return True
 
 
-def _summary(out: Path, cfg: SyntheticConfig, counts: dict[str, dict[str, int]], *, regenerated: bool, seconds: float) -> SyntheticSummary:
+def _summary(
+    out: Path, cfg: SyntheticConfig, counts: dict[str, dict[str, int]], *, regenerated: bool, seconds: float
+) -> SyntheticSummary:
     splits = [s for s in SPLITS if cfg.num_videos(s) > 0]
     ann, ins = out / "annotations", out / "instruct"
-    gt_names = {"tvg": "tvg_{}.caption_coco_format.json", "dvc": "{}.caption_coco_format.json", "vhd": "highlight_{}_release.jsonl"}
+    gt_names = {
+        "tvg": "tvg_{}.caption_coco_format.json",
+        "dvc": "{}.caption_coco_format.json",
+        "vhd": "highlight_{}_release.jsonl",
+    }
     query_names = dict(gt_names, vhd="vhd_{}.caption_coco_format.json")
     return SyntheticSummary(
         out_dir=out,

@@ -1,0 +1,224 @@
+"""Load, merge, validate and save configs (omegaconf).
+
+A config file has these top-level groups:
+
+* `paths`: the only roots: `data_root`, `ckpt_root` (and `output_root`); everything else is
+  relative to them through `${paths.*}` interpolation. Environment variables
+  `TIMECHAT_DATA_ROOT` / `TIMECHAT_CKPT_ROOT` set the defaults.
+* `output_dir`: where a run writes (checkpoints, logs, resolved config, results).
+* `model`: `name` (a preset in `timechat.registry.MODELS`), `config` (overrides of
+  `TimeChatConfig` fields), `files` (`ModelFiles`: original checkpoint files), `tokenizer`
+  (LLaMA tokenizer dir; default `files.llama`), `bert_tokenizer`.
+* `datasets`: name -> keyword arguments of a builder in `timechat.registry.DATASETS`.
+* `run`: `RunConfig` (training) / `eval`: `EvalConfig` (evaluation) - typed dataclasses.
+
+Merge order: dataclass defaults, then the YAML, then command-line `key=value` overrides. Unknown
+keys are errors that name the key. The resolved config is saved next to the outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+TOP_LEVEL_KEYS = {"paths", "output_dir", "model", "datasets", "run", "eval"}
+MODEL_KEYS = {"name", "config", "files", "tokenizer", "bert_tokenizer"}
+
+
+@dataclass
+class PathsConfig:
+    data_root: str = field(default_factory=lambda: os.environ.get("TIMECHAT_DATA_ROOT", "data"))
+    """Root of every dataset path."""
+    ckpt_root: str = field(default_factory=lambda: os.environ.get("TIMECHAT_CKPT_ROOT", "ckpt"))
+    """Root of every checkpoint path."""
+    output_root: str = field(default_factory=lambda: os.environ.get("TIMECHAT_OUTPUT_ROOT", "outputs"))
+    """Root under which runs write (`output_dir` is usually `${paths.output_root}/<name>`)."""
+
+
+@dataclass
+class RunConfig:
+    """Training loop settings (defaults: the original's `run` section of the main config)."""
+
+    seed: int = 42
+    """Base seed; rank r uses seed + r for data augmentation, as the original."""
+    max_epoch: int = 3
+    iters_per_epoch: int = 22000
+    """Micro-iterations per "epoch" (the original's epochs are fixed iteration counts)."""
+    max_steps: Optional[int] = None
+    """Stop after this many optimizer steps (None: max_epoch * iters_per_epoch / accum_grad_iters)."""
+    batch_size: int = 1
+    """Per-process micro-batch size."""
+    accum_grad_iters: int = 4
+    normalize_loss_over_accumulation: bool = True
+    """Divide the loss by accum_grad_iters (the original summed gradients instead)."""
+    num_workers: int = 4
+    lr_schedule: str = "linear_warmup_cosine_lr"
+    init_lr: float = 3e-5
+    min_lr: float = 1e-5
+    warmup_lr: float = 1e-6
+    warmup_steps: int = 13200
+    """Warmup length in micro-iterations (the original steps its schedule per iteration)."""
+    lr_decay_rate: Optional[float] = None
+    """Only for `linear_warmup_step_lr`."""
+    weight_decay: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: Optional[float] = 1.0
+    """Max global grad norm (None: no clipping, as the original)."""
+    precision: str = "bf16"
+    """fp32 | bf16 | fp16: autocast dtype of the forward (fp16 uses a GradScaler)."""
+    mixing: str = "uniform"
+    """How to pick the dataset of each batch: uniform (original), proportional (to size), ratios."""
+    save_every_steps: Optional[int] = None
+    """Checkpoint every N optimizer steps (None: at the end of every epoch, as the original)."""
+    keep_last: int = 3
+    resume: Optional[str] = "auto"
+    """auto: continue from the latest complete checkpoint in output_dir; null: start fresh; or a path."""
+    log_every: int = 10
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "timechat"
+    deepspeed: Optional[dict[str, Any]] = None
+    """A DeepSpeed config dict (e.g. {zero_optimization: {stage: 2}}) to train with ZeRO; null: DDP."""
+    max_failure_rate: float = 0.05
+    """Abort if more than this fraction of samples fail to load (bad videos are counted, not hidden)."""
+    export_original: bool = True
+    """Also write the trainable weights in the original `timechat_7b.pth` layout at the end."""
+    feature_cache: Optional[str] = None
+    """Directory of precomputed ViT features (uniform sampling, no crop only)."""
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"run.precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.mixing not in ("uniform", "proportional", "ratios"):
+            raise ValueError(f"run.mixing must be uniform, proportional or ratios, got {self.mixing!r}")
+        if self.accum_grad_iters < 1 or self.batch_size < 1 or self.iters_per_epoch < 1:
+            raise ValueError("run.accum_grad_iters, run.batch_size and run.iters_per_epoch must be >= 1")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings (defaults: the original `evaluate.py` / `eval.sh` where deterministic)."""
+
+    task: str = "tvg"
+    """A name in `timechat.registry.TASKS` (dvc, tvg, vhd, mvbench, tempcompass, egoschema, videomme)."""
+    dataset: str = "charades"
+    """Dataset name put into the prompt template (`You are given a video from the {} dataset`)."""
+    anno_path: str = ""
+    """Annotation file (e.g. `test.caption_coco_format.json`)."""
+    gt_file: str = ""
+    """Ground truth for the metric (defaults to anno_path)."""
+    videos_dir: str = ""
+    split: str = "test"
+    prompt: str = "tvg_description_zeroshot"
+    """A prompt name of `timechat.eval.prompts` or a path to a prompt file (first line is used)."""
+    post_check_prompt: Optional[str] = None
+    system: str = "evaluate"
+    """System text: a name (`evaluate`, `llava_llama_2`, `benchmark`) or the text itself."""
+    num_frames: int = 96
+    batch_size: int = 16
+    num_workers: int = 4
+    max_new_tokens: int = 512
+    do_sample: bool = False
+    """Greedy by default; the original sampled (top_p 0.8, temperature 1)."""
+    top_p: float = 0.8
+    temperature: float = 1.0
+    seed: int = 42
+    lora_alpha: Optional[float] = None
+    """Override LoRA alpha at inference (the original used 20 for the QA benchmarks)."""
+    asr: bool = False
+    asr_dir: Optional[str] = None
+    max_samples: Optional[int] = None
+    precision: str = "bf16"
+    device: str = "auto"
+    checkpoint: Optional[str] = None
+    """A training step folder or an original-layout `.pth` to evaluate (overrides model.files.ckpt)."""
+    plots: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Task-specific options (e.g. MVBench task list, TempCompass task type)."""
+
+
+def _check_keys(cfg: DictConfig, where: str, allowed: set[str]) -> None:
+    unknown = sorted(set(cfg.keys()) - allowed)
+    if unknown:
+        raise KeyError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)}")
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,
+                defaults: dict[str, Any] | None = None) -> DictConfig:
+    """Merge dataclass defaults, the YAML at `path` and `key=value` overrides; validate.
+
+    Args:
+        path: YAML file (None: defaults only).
+        overrides: dot-list overrides, e.g. `["run.max_steps=4", "model.config.mode=fixed"]`.
+        defaults: extra defaults merged first (used by tests).
+    Returns:
+        The merged config, not yet resolved (interpolations stay live until `resolve_config`).
+    Raises:
+        KeyError/ValidationError naming the offending key.
+    """
+    base = OmegaConf.create({"paths": OmegaConf.structured(PathsConfig), "output_dir": "${paths.output_root}/run"})
+    layers = [base]
+    if defaults:
+        layers.append(OmegaConf.create(defaults))
+    user = OmegaConf.create({})
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        user = OmegaConf.load(path)
+    cli = OmegaConf.from_dotlist(list(overrides or []))
+    for layer, name in ((user, str(path)), (cli, "command line")):
+        _check_keys(layer, name, TOP_LEVEL_KEYS)
+    layers += [user, cli]
+    merged = OmegaConf.create({})
+    for layer in layers:
+        merged = OmegaConf.merge(merged, layer)
+    # Typed sections: merging into the structured schema rejects unknown keys and wrong types.
+    for key, schema in (("run", RunConfig), ("eval", EvalConfig)):
+        if key in merged:
+            try:
+                merged[key] = OmegaConf.merge(OmegaConf.structured(schema), merged[key])
+            except (ConfigKeyError, ValidationError) as exc:
+                raise KeyError(f"invalid {key} section: {exc}") from None
+    try:
+        merged["paths"] = OmegaConf.merge(OmegaConf.structured(PathsConfig), merged["paths"])
+    except (ConfigKeyError, ValidationError) as exc:
+        raise KeyError(f"invalid paths section: {exc}") from None
+    if "model" in merged:
+        _check_keys(merged.model, "model", MODEL_KEYS)
+    return merged
+
+
+def resolve_config(cfg: DictConfig) -> dict[str, Any]:
+    """Resolve interpolations and return plain containers; runs dataclass validation."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for key, schema in (("run", RunConfig), ("eval", EvalConfig)):
+        if key in container:
+            schema(**container[key])  # __post_init__ validation
+    return container
+
+
+def run_config(cfg: DictConfig) -> RunConfig:
+    return RunConfig(**OmegaConf.to_container(cfg.run, resolve=True))
+
+
+def eval_config(cfg: DictConfig) -> EvalConfig:
+    return EvalConfig(**OmegaConf.to_container(cfg.eval, resolve=True))
+
+
+def save_config(cfg: DictConfig, path: str | os.PathLike) -> str:
+    """Write the resolved config as YAML (atomically) and return the text."""
+    text = OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return text
