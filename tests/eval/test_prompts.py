@@ -100,6 +100,19 @@ def test_system_texts(reference_data_dir):
     assert P.SYSTEM_BENCHMARK.endswith("select the best option that accurately addresses the question.\n")
 
 
+def test_resolve_system_and_prompt(tmp_path):
+    assert P.resolve_system("evaluate") == P.SYSTEM_EVALUATE
+    assert P.resolve_system("benchmark") == P.SYSTEM_BENCHMARK
+    assert P.resolve_system("llava_llama_2") == P.SYSTEM_LLAVA_LLAMA_2
+    assert P.resolve_system("Be brief.") == "Be brief."
+    assert P.resolve_prompt("vhd_post_check") == P.TASK_PROMPTS["vhd_post_check"]
+    path = tmp_path / "custom.txt"
+    path.write_text("Custom {} prompt {}.\r\nignored\r\n")
+    assert P.resolve_prompt(path) == P.resolve_prompt(str(path)) == "Custom {} prompt {}."
+    with pytest.raises(FileNotFoundError, match="neither a known prompt name"):
+        P.resolve_prompt("tvg_descripton_zeroshot")
+
+
 def test_get_prompt_unknown_name():
     assert P.get_prompt("dvc_post_check") == P.TASK_PROMPTS["dvc_post_check"]
     with pytest.raises(KeyError, match="unknown prompt 'dvc_nope'"):

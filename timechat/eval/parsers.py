@@ -83,13 +83,15 @@ class ParseResult:
 # --------------------------------------------------------------------------------------------------
 
 # "digits with optional '.' + digits" (the original's number shape). Python's \d also matches
-# non-ASCII decimal digits, as it did in the original; float() accepts those.
-_NUM = r"\d+(?:\.\d+)?"
+# non-ASCII decimal digits, as it did in the original; float() accepts those. The (?<!\d) guard never
+# changes what a left-to-right scan finds (a match starting inside a digit run could always have
+# started at the run's first digit), but it keeps long digit runs from costing quadratic time.
+_NUM = r"(?<!\d)\d+(?:\.\d+)?"
 _NUM_RE = re.compile(_NUM)
 # "A - B" with optional spaces around the dash (format_dvc.py and format_tvg.py).
 _PAIR_RE = re.compile(rf"({_NUM})\s*-\s*({_NUM})")
 # H:MM:SS or M:SS (seconds may carry decimals).
-_CLOCK_RE = re.compile(r"(\d+):(\d{1,2})(?::(\d{1,2}(?:\.\d+)?))?")
+_CLOCK_RE = re.compile(r"(?<!\d)(\d+):(\d{1,2})(?::(\d{1,2}(?:\.\d+)?))?")
 
 
 def _to_float(token: str | None) -> float | None:

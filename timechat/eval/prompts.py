@@ -50,6 +50,19 @@ SYSTEM_BENCHMARK = (
     "best option that accurately addresses the question.\n"
 )
 
+#: System texts by the names the eval config uses (``eval.system``).
+SYSTEM_TEXTS: dict[str, str] = {
+    "evaluate": SYSTEM_EVALUATE,
+    "llava_llama_2": SYSTEM_LLAVA_LLAMA_2,
+    "benchmark": SYSTEM_BENCHMARK,
+}
+
+
+def resolve_system(name_or_text: str) -> str:
+    """A system text by name (a key of :data:`SYSTEM_TEXTS`), else ``name_or_text`` itself."""
+    return SYSTEM_TEXTS.get(name_or_text, name_or_text)
+
+
 # --------------------------------------------------------------------------------------------------
 # Task prompts (spec 5.4): the first line of each prompt file, stripped
 # --------------------------------------------------------------------------------------------------
@@ -152,6 +165,30 @@ def get_prompt(name: str) -> str:
         return TASK_PROMPTS[name]
     except KeyError:
         raise KeyError(f"unknown prompt {name!r}; known prompts: {sorted(TASK_PROMPTS)}") from None
+
+
+def resolve_prompt(name_or_path: str | Path) -> str:
+    """A task prompt by name (a key of :data:`TASK_PROMPTS`) or from a prompt file.
+
+    Args:
+        name_or_path: a prompt name such as ``tvg_description_zeroshot``, or the path of a prompt file
+            (its first line is used, see :func:`read_prompt_file`).
+
+    Returns:
+        The prompt template.
+
+    Raises:
+        FileNotFoundError: if it is neither a known name nor an existing file (the message lists the
+            known names).
+    """
+    if isinstance(name_or_path, str) and name_or_path in TASK_PROMPTS:
+        return TASK_PROMPTS[name_or_path]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{str(name_or_path)!r} is neither a known prompt name ({sorted(TASK_PROMPTS)}) nor a prompt file"
+        )
+    return read_prompt_file(path)
 
 
 def read_prompt_file(path: str | Path) -> str:

@@ -1,0 +1,131 @@
+"""Dataset items, bad-data accounting, record converters, annotation readers and mixing."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+
+from tests.data._videos import write_video
+from timechat.data.collate import collate_train
+from timechat.data.datasets import (
+    DataErrorStats,
+    DataQualityError,
+    MixedBatchSampler,
+    VideoInstructDataset,
+    convert_valley_record,
+    merge_stats,
+    mixing_weights,
+    read_qvhighlights_jsonl,
+    read_tvg_annotations,
+    with_asr,
+)
+from timechat.data.tokenization import LlamaTokenizer
+
+
+@pytest.fixture(scope="module")
+def tok(tokenizers_dir):
+    return LlamaTokenizer.from_pretrained(tokenizers_dir / "llama-2")
+
+
+@pytest.fixture()
+def videos(tmp_path):
+    write_video(tmp_path / "good.mp4", n_frames=16, fps=8, size=32)
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x13" * 300)
+    return tmp_path
+
+
+def _ds(records, videos, tok, **kw):
+    kw = {"n_frms": 4, "image_size": 32, "num_video_query_token": 4, "stride": 4, "seed": 0, **kw}
+    return VideoInstructDataset(records, videos, tok, "llama", **kw)
+
+
+QA = [{"q": "What happens?", "a": "A square moves."}]
+
+
+def test_item_and_reproducible_rand(videos, tok):
+    ds = _ds([{"video": "good.mp4", "QA": QA, "source": "x"}], videos, tok)
+    a, b = ds[0], ds[0]
+    assert a["images"].shape == (3, 4, 32, 32) and a["images"].dtype == torch.float32
+    assert a["clip"].indices == b["clip"].indices and torch.equal(a["images"], b["images"])
+    assert (a["input_ids"] == tok.image_token_id).sum() == 4
+    assert a["timestamps"]["input_ids"].shape[0] == 4
+    batch = collate_train([a, b])
+    assert batch["collate_path"] == "stacked" and batch["images"].shape == (2, 3, 4, 32, 32)
+
+
+def test_bad_samples_are_counted_and_substituted(videos, tok, caplog):
+    records = [
+        {"video": "good.mp4", "QA": QA},
+        {"video": "missing.mp4", "QA": QA},
+        {"video": "corrupt.mp4", "QA": QA},
+        {"video": "good.mp4", "QA": []},
+    ]
+    ds = _ds(records, videos, tok, sampling="uniform", train_aug=False)
+    with caplog.at_level(logging.WARNING):
+        items = [ds[i] for i in range(len(ds))]
+    assert [it["index"] for it in items] == [0] * len(records), [it["index"] for it in items]  # bad ones replaced by the good one
+    # substitutes can be bad too, so each reason is counted at least once (once per attempt)
+    assert set(ds.stats.by_reason) == {"video_missing", "video_undecodable", "bad_record"}
+    assert ds.stats.failures == ds.stats.attempts - len(records) and ds.stats.failures >= 3
+    assert "missing.mp4" in ds.stats.examples["video_missing"][0]
+    assert "video_missing" in caplog.text
+    print("bad-data stats:", ds.stats.summary())
+
+
+def test_truncated_placeholders_are_counted(videos, tok):
+    # 4 frames -> 32 placeholders; 30 tokens cannot hold the prompt head plus the placeholder run
+    ds = _ds([{"video": "good.mp4", "QA": QA}], videos, tok, num_video_query_token=32, max_txt_len=30, max_retries=1)
+    with pytest.raises(DataQualityError, match="placeholders_truncated=2"):
+        ds[0]
+    assert "keeps" in ds.stats.examples["placeholders_truncated"][0]
+    print("truncation stats:", ds.stats.summary())
+
+
+def test_failure_rate_and_retry_limits(videos, tok):
+    ds = _ds([{"video": "missing.mp4", "QA": QA}] * 3, videos, tok, max_retries=2, min_attempts_for_rate=1000)
+    with pytest.raises(DataQualityError, match="consecutive"):
+        ds[0]
+    ds = _ds([{"video": "missing.mp4", "QA": QA}, {"video": "good.mp4", "QA": QA}], videos, tok, max_failure_rate=0.2, min_attempts_for_rate=1)
+    with pytest.raises(DataQualityError, match="failure rate"):
+        ds[0]
+
+
+def test_stats_merge():
+    a, b = DataErrorStats(attempts=10), DataErrorStats(attempts=5)
+    from timechat.data.datasets import SampleError
+
+    a.record(SampleError("s1", "video_missing", "x"))
+    b.record(SampleError("s2", "video_missing", "y"))
+    b.record(SampleError("s3", "bad_record", "z"))
+    m = merge_stats([a, b.to_dict()])
+    assert (m.attempts, m.failures, dict(m.by_reason)) == (15, 3, {"video_missing": 2, "bad_record": 1})
+
+
+def test_valley_and_asr_records():
+    raw = {"video": "v/1.mp4", "source": "VATEX", "conversations": [
+        {"from": "human", "value": "<video>\nWhat is shown?"}, {"from": "gpt", "value": "A cat."},
+        {"from": "human", "value": "Why?\n<video>"}, {"from": "gpt", "value": "Because."}]}
+    rec = convert_valley_record(raw)
+    assert rec == {"video": "v/1.mp4", "QA": [{"q": "What is shown?", "a": "A cat."}, {"q": "Why?", "a": "Because."}], "source": "VATEX"}
+    asr = with_asr(rec, "1.0 - 2.0 seconds, hi. ")
+    assert asr["QA"][0]["q"] == "Transcribed speech: 1.0 - 2.0 seconds, hi.  Based on the video content and possible transcribed speech, What is shown?"
+
+
+def test_annotation_readers(tmp_path):
+    (tmp_path / "test.caption_coco_format.json").write_text(json.dumps({"annotations": [{"image_id": "a/3MSZA.mp4", "caption": "q.", "timestamp": [1, 2], "id": 0}]}))
+    assert read_tvg_annotations(tmp_path / "test.caption_coco_format.json")[0]["video"] == "3MSZA.mp4"
+    (tmp_path / "h.jsonl").write_text('{"qid": 1, "query": "x", "vid": "v", "duration": 150}\n\n')
+    assert read_qvhighlights_jsonl(tmp_path / "h.jsonl")[0]["qid"] == 1
+
+
+def test_mixing():
+    assert mixing_weights([100, 300]) == [0.5, 0.5]
+    assert mixing_weights([100, 300], "proportional") == [0.25, 0.75]
+    s = MixedBatchSampler([3, 5], batch_size=2, num_batches=50, seed=1)
+    batches = list(s)
+    assert len(batches) == 50 and batches == list(MixedBatchSampler([3, 5], 2, 50, seed=1))
+    assert all(all(i < 3 for i in b) or all(i >= 3 for i in b) for b in batches)
+    assert len(list(MixedBatchSampler([3, 5], 2, 50, seed=1, rank=1, world_size=2))) == 25
