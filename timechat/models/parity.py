@@ -171,6 +171,8 @@ def check_reference_model(fixture_dir: str | Path) -> list[ParityRow]:
         rows.append(compare_close("train/logits", out["logits"], train["logits"], **tols["logits"]))
         rows.append(compare_close("train/loss", out["loss"], train["loss"], **tols["loss"]))
 
+        rows += _end_to_end_rows(model, root, manifest, eval_cfg, train, tols)
+
     # -- inference path -----------------------------------------------------------------------
     inf_path = root / "golden" / "inference.safetensors"
     inf = load_file(str(inf_path)) if inf_path.exists() else {}
@@ -263,4 +265,36 @@ def _compare_generated(got: torch.Tensor, want: torch.Tensor, scores: list[torch
         got_s = torch.stack(scores[:k])  # (steps, B, V)
         rows.append(compare_close("inference/gen_scores[live]", got_s[live], want_scores[:k][live], **tol,
                                   note=f"{int(live.sum())} live (step, row) pairs"))
+    return rows
+
+
+def _end_to_end_rows(model, root: Path, manifest: dict[str, Any], eval_cfg: dict[str, Any],
+                     train: dict[str, torch.Tensor], tols: dict[str, dict[str, float]]) -> list[ParityRow]:
+    """From `inputs/video.mp4` + `inputs/instruct_sample.json` through this project's own data
+    pipeline (decode, uniform sampling, eval transform, prompt, labels, LLaMA-tokenized timestamps,
+    collation) and model: the loss must equal the golden loss."""
+    from timechat.data.collate import collate_train
+    from timechat.data.datasets import build_train_item, load_json_records
+    from timechat.data.tokenization import LlamaTokenizer
+
+    sample_path = root / "inputs" / "instruct_sample.json"
+    if not sample_path.exists() or "loss" not in train:
+        return []
+    m = manifest["model"]
+    tokenizer = LlamaTokenizer.from_pretrained(root / eval_cfg.get("llama_model", "checkpoints/llama-2-7b-chat-hf"))
+    items = []
+    for i, record in enumerate(load_json_records(sample_path)):
+        items.append(build_train_item(
+            record, sample_path.parent / record["video"], tokenizer, tokenizer, sample_id=f"e2e[{i}]",
+            n_frms=int(m.get("n_frms", 8)), image_size=int(m["image_size"]), sampling="uniform", train_aug=False,
+            num_video_query_token=model.cfg.video_qformer.num_query_tokens, stride=model.cfg.stride,
+            max_txt_len=int(m.get("max_txt_len", 2048)),
+        ))
+    batch = collate_train(items)
+    rows = [compare_exact("e2e/input_ids", batch["input_ids"], train["input_ids"]),
+            compare_exact("e2e/labels", batch["labels"], train["labels"])]
+    if isinstance(batch["images"], torch.Tensor) and "pixels" in train:
+        rows.append(compare_close("e2e/pixels", batch["images"], train["pixels"], **tols["float32"]))
+    out = model(batch)
+    rows.append(compare_close("e2e/loss", out["loss"], train["loss"], **tols["loss"]))
     return rows
