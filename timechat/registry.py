@@ -24,9 +24,9 @@ DATASETS: dict[str, str] = {
 }
 
 LR_SCHEDULES: dict[str, str] = {
-    "linear_warmup_cosine_lr": "timechat.train.schedule:LinearWarmupCosineLR",
-    "linear_warmup_step_lr": "timechat.train.schedule:LinearWarmupStepLR",
-    "constant_lr": "timechat.train.schedule:ConstantLR",
+    "linear_warmup_cosine_lr": "timechat.train.schedule:LinearWarmupCosineLRScheduler",
+    "linear_warmup_step_lr": "timechat.train.schedule:LinearWarmupStepLRScheduler",
+    "constant_lr": "timechat.train.schedule:ConstantLRScheduler",
 }
 
 TASKS: dict[str, str] = {

@@ -124,6 +124,8 @@ class TimeChatConfig:
     freeze_video_qformer: bool = False
     freeze_lora: bool = False
     """True for inference configs (the original's `lora_inference_mode`)."""
+    freeze_llm: bool = True
+    """The LLM base weights are frozen in TimeChat; False trains them too (tiny from-scratch models)."""
 
     def __post_init__(self) -> None:
         for name, sub in (("vision", VisionConfig), ("qformer", QFormerConfig), ("video_qformer", VideoQFormerConfig),

@@ -130,7 +130,7 @@ class TimeChat(nn.Module):
         self.query_tokens.requires_grad_(not cfg.freeze_qformer)
         self.video_query_tokens.requires_grad_(not cfg.freeze_video_qformer)
         for name, p in self.llama_model.named_parameters():
-            p.requires_grad_(("lora_" in name) and not cfg.freeze_lora)
+            p.requires_grad_(not cfg.freeze_lora if ".lora_" in name else not cfg.freeze_llm)
 
     def train(self, mode: bool = True) -> "TimeChat":
         super().train(mode)

@@ -74,7 +74,8 @@ def read_launcher_env(env: dict[str, str] | None = None) -> tuple[int, int, int,
             raise ValueError(f"environment variable {name}={env[name]!r} is not an integer") from e
 
     if "WORLD_SIZE" in env and "RANK" in env:
-        return as_int("RANK"), as_int("WORLD_SIZE"), as_int("LOCAL_RANK") if "LOCAL_RANK" in env else 0, "torchrun"
+        local = as_int("LOCAL_RANK") if "LOCAL_RANK" in env else 0
+        return as_int("RANK"), as_int("WORLD_SIZE"), local, "torchrun"
     # A SLURM allocation with one task (e.g. `sbatch` running plain python) is single-process.
     if "SLURM_PROCID" in env and "SLURM_NTASKS" in env and as_int("SLURM_NTASKS") > 1:
         local = as_int("SLURM_LOCALID") if "SLURM_LOCALID" in env else 0

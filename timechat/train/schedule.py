@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "LR_SCHEDULES",
+    "ConstantLR",
     "ConstantLRScheduler",
+    "LinearWarmupCosineLR",
+    "LinearWarmupStepLR",
     "LinearWarmupCosineLRScheduler",
     "LinearWarmupStepLRScheduler",
     "constant_lr_at",
@@ -372,3 +375,8 @@ LR_SCHEDULES: dict[str, type[_EpochStepScheduler]] = {
     LinearWarmupStepLRScheduler.name: LinearWarmupStepLRScheduler,
     ConstantLRScheduler.name: ConstantLRScheduler,
 }
+
+# Short aliases (the names `timechat/registry.py` refers to).
+LinearWarmupCosineLR = LinearWarmupCosineLRScheduler
+LinearWarmupStepLR = LinearWarmupStepLRScheduler
+ConstantLR = ConstantLRScheduler
