@@ -58,10 +58,10 @@ def lookup(kind: str, name: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def build(kind: str, name: str, **kwargs: Any) -> Any:
-    """Call the builder `name` of table `kind` with `kwargs` (unknown keys raise TypeError)."""
-    builder = lookup(kind, name)
+def build(kind: str, entry: str, /, **kwargs: Any) -> Any:
+    """Call the builder `entry` of table `kind` with `kwargs` (unknown keys raise TypeError)."""
+    builder = lookup(kind, entry)
     try:
         return builder(**kwargs)
     except TypeError as exc:
-        raise TypeError(f"building {kind} {name!r}: {exc}") from exc
+        raise TypeError(f"building {kind} {entry!r}: {exc}") from exc
