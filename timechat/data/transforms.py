@@ -55,7 +55,11 @@ def eval_transform(frames: torch.Tensor, mean: Sequence[float] = CLIP_MEAN, std:
     Returns:
         (C, T, H, W) float32.
     """
-    x = wrap_to_uint8(_to_cthw_float(frames)).float() / 255.0  # (C, T, H, W)
+    if frames.dtype == torch.uint8:
+        # Decoded frames are uint8 already: the original's float -> uint8 cast is the identity.
+        x = frames.permute(3, 0, 1, 2).float() / 255.0  # (C, T, H, W)
+    else:
+        x = wrap_to_uint8(_to_cthw_float(frames)).float() / 255.0  # (C, T, H, W)
     return normalize(x, mean, std)
 
 

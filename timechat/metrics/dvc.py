@@ -30,7 +30,9 @@ Values are percentages (``x100``) except ``n_preds`` (mean number of predictions
 full precision (the original prints ``round(x, 1)``).
 
 Speed: the original launches 12 JVMs; here one PTB launch and one METEOR process per run (or per
-:class:`~timechat.metrics._java.JavaSession` shared across runs), with METEOR statistics cached.
+:class:`~timechat.metrics._java.JavaSession` shared across runs), with METEOR statistics cached
+per distinct (hypothesis, references) and SODA_c METEOR computed only for the (gt, pred) cells
+with IoU > 0 (the others are multiplied by 0 in the original, so they cannot change the result).
 """
 
 from __future__ import annotations
@@ -359,22 +361,42 @@ def _dvc_metrics(predictions: Mapping[str, Any], gt_videos: list, split_id: int,
             if ids:
                 dense_jobs[(k, t)] = len(jobs)
                 jobs.append([(final_preds[t][k][i][0], final_gts[t][k][i]) for i in ids])
-    soda_jobs: dict[int, list[int]] = {}
+    # SODA_c multiplies each METEOR score by the IoU of its cell, so only cells with IoU > 0 can
+    # change the alignment: score just those (a per-segment METEOR score depends on that segment
+    # alone), in one EVAL job. The original's column order (sorted string keys) is kept.
+    soda_cells: dict[tuple[str, str], int] = {}
+    soda_pairs: list[tuple[str, list[str]]] = []
+    soda_orders: dict[int, list[int]] = {}
     for v, (p_caps, g_caps) in enumerate(zip(pred_caps_tok, gt_caps_tok)):
-        if p_caps:
-            # sodac: hypothesis = gt caption, reference = prediction, segments in sorted str order.
-            order = sorted(str(j) for j in range(len(p_caps)))
-            soda_jobs[v] = []
-            for g in g_caps:
-                soda_jobs[v].append(len(jobs))
-                jobs.append([(g, [p_caps[int(j)]]) for j in order])
+        if not p_caps:
+            continue
+        order = [int(j) for j in sorted(str(j) for j in range(len(p_caps)))]
+        soda_orders[v] = order
+        ious = detection_scores(pred_segments[v], gt_segments[v])[2]
+        for g, gt_cap in enumerate(g_caps):
+            for col, j in enumerate(order):
+                # hypothesis = gt caption, reference = prediction (the original's argument swap)
+                cell = (gt_cap, p_caps[j])
+                if ious[g, col] != 0 and cell not in soda_cells:
+                    soda_cells[cell] = len(soda_pairs)
+                    soda_pairs.append((gt_cap, [p_caps[j]]))
+    soda_job = None
+    if soda_pairs:
+        soda_job = len(jobs)
+        jobs.append(soda_pairs)
+    # CIDEr is pure Python: compute it while the METEOR JVM is still loading its tables.
+    if not para_pairs:
+        raise MetricInputError("no gt video has a prediction: the paragraph metrics are undefined")
+    para_cider = float(np.nan_to_num(_cider(para_pairs)))
+    dense_cider = {
+        (k, t): np.nan_to_num(_cider([(final_preds[t][k][i][0], final_gts[t][k][i]) for i in sorted(final_gts[t][k])]))
+        for (k, t) in dense_jobs
+    }
     meteor = session.meteor_scores(jobs)
 
     # --- paragraph metrics ---
-    if not para_pairs:
-        raise MetricInputError("no gt video has a prediction: the paragraph metrics are undefined")
     results: dict[str, float] = {
-        "Para_CIDER": float(np.nan_to_num(_cider(para_pairs))) * 100,
+        "Para_CIDER": para_cider * 100,
         "Para_METEOR": float(np.nan_to_num(meteor[0][1])) * 100,
     }
 
@@ -385,8 +407,7 @@ def _dvc_metrics(predictions: Mapping[str, Any], gt_videos: list, split_id: int,
         cider_t, meteor_t = [], []
         for t in IOU_THRESHOLDS:
             if (key, t) in dense_jobs:
-                ids = sorted(final_gts[t][key])
-                cider_t.append(np.nan_to_num(_cider([(final_preds[t][key][i][0], final_gts[t][key][i]) for i in ids])))
+                cider_t.append(dense_cider[(key, t)])
                 meteor_t.append(np.nan_to_num(meteor[dense_jobs[(key, t)]][1]))
             else:
                 cider_t.append(0.0)
@@ -402,11 +423,16 @@ def _dvc_metrics(predictions: Mapping[str, Any], gt_videos: list, split_id: int,
         row["Precision_Mean"] = mean_p
         row["Recall_Mean"] = mean_r
         row["F1_Score"] = 2 * mean_r * mean_p / (mean_r + mean_p) if mean_r + mean_p > 0 else 0
-        if v in soda_jobs:
-            n_pred = len(pred_caps_tok[v])
-            # Columns in sorted-string order (the original's METEOR reply order), not re-sorted.
-            score_matrix = np.array([np.nan_to_num(meteor[j][0]) for j in soda_jobs[v]])
+        if v in soda_orders:
+            order = soda_orders[v]
+            seg_scores = meteor[soda_job][0] if soda_job is not None else []
+            score_matrix = np.zeros(iou_matrix.shape)
+            for g, gt_cap in enumerate(gt_caps_tok[v]):
+                for col, j in enumerate(order):
+                    if iou_matrix[g, col] != 0:
+                        score_matrix[g, col] = np.nan_to_num(seg_scores[soda_cells[(gt_cap, pred_caps_tok[v][j])]])
             max_score = soda_dp(iou_matrix * score_matrix)
+            n_pred = len(pred_caps_tok[v])
             p, r = max_score / n_pred, max_score / len(gt_caps_tok[v])
             row[f"SODA_c_{split_id}"] = float(np.mean([2 * p * r / (p + r) if p + r > 0 else 0]))
         else:
