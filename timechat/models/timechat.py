@@ -80,6 +80,9 @@ class TimeChat(nn.Module):
         self.frame_qformer = build_frame_qformer(q, encoder_width=cfg.vision.width)
         self.query_tokens = init_query_tokens(q.num_query_tokens, q.hidden_size)
         self.frame_position_embedding = nn.Embedding(cfg.max_frame_pos, q.hidden_size)
+        # BERT-style init; nn.Embedding's N(0, 1) would drown the frame content when training from
+        # scratch (pretrained checkpoints overwrite it).
+        nn.init.normal_(self.frame_position_embedding.weight, std=0.02)
         self.video_qformer = build_video_qformer(q, cfg.video_qformer)
         self.video_query_tokens = init_query_tokens(cfg.video_qformer.num_query_tokens, q.hidden_size)
 

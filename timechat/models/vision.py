@@ -45,6 +45,9 @@ class EvaViT(nn.Module):
             layer_norm_eps=cfg.layer_norm_eps,
             attention_dropout=0.0,
             qkv_bias=True,
+            # HF's vision default (1e-10) makes every weight ~0: a ViT trained from scratch would
+            # start dead. EVA initialises with std 0.02 (pretrained weights overwrite it anyway).
+            initializer_range=0.02,
         )
         hf_cfg._attn_implementation = "sdpa"
         self.model = InstructBlipVisionModel(hf_cfg)
