@@ -142,6 +142,34 @@ class EvalConfig:
     plots: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     """Task-specific options (e.g. MVBench task list, TempCompass task type)."""
+    prompt_template: Optional[str] = None
+    """A prompt template given as text; overrides `prompt`. TVG/VHD templates use `{query}` (and
+    optionally `{dataset}`) or the original's positional `{}`/`{}` (dataset, query)."""
+    train_dir: Optional[str] = None
+    """The training run's output_dir; `checkpoint: latest` picks its newest complete step folder."""
+    timestamp_tokenizer: Optional[str] = None
+    """Force the frame-timestamp tokenizer (`llama` or `bert`); None: the model's inference path
+    (BERT in compat mode, as the original evaluate.py; MVBench used LLaMA)."""
+    max_context: int = 3000
+    """Context cap of generation (prompts longer than max_context - max_new_tokens are cut from the left)."""
+    resume: bool = True
+    """Skip samples already answered in output_dir (rank files / results.json); False starts afresh."""
+    log_every_s: float = 30.0
+    """Minimum seconds between progress lines."""
+    plot_samples: int = 8
+    """Videos / queries drawn in the timeline and saliency plots."""
+    max_examples: int = 5
+    """Unparseable answers and decode failures quoted per task in the report."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.num_frames < 1 or self.max_new_tokens < 1:
+            raise ValueError("eval.batch_size, eval.num_frames and eval.max_new_tokens must be >= 1")
+        if self.num_workers < 0:
+            raise ValueError(f"eval.num_workers must be >= 0, got {self.num_workers}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"eval.precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.timestamp_tokenizer not in (None, "llama", "bert"):
+            raise ValueError(f"eval.timestamp_tokenizer must be null, 'llama' or 'bert', got {self.timestamp_tokenizer!r}")
 
 
 def _check_keys(cfg: DictConfig, where: str, allowed: set[str]) -> None:
