@@ -17,4 +17,4 @@ python -m timechat.data.synthetic --out data/synthetic
 python train.py --cfg-path train_configs/tiny_synthetic.yaml "$@"
 python evaluate.py --cfg-path eval_configs/tiny_synthetic.yaml
 python scripts/synthetic_baselines.py --data data/synthetic --out outputs/tiny_synthetic/baselines.json
-echo "report: outputs/tiny_synthetic/eval/report.md"
+echo "report: outputs/tiny_synthetic/eval/tvg_test/report.md"

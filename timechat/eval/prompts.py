@@ -55,6 +55,9 @@ SYSTEM_TEXTS: dict[str, str] = {
     "evaluate": SYSTEM_EVALUATE,
     "llava_llama_2": SYSTEM_LLAVA_LLAMA_2,
     "benchmark": SYSTEM_BENCHMARK,
+    # The system text of the training conversations (a single space), for models that only ever saw
+    # training prompts (e.g. the tiny model trained from scratch).
+    "train": " ",
 }
 
 

@@ -84,7 +84,10 @@ def timechat_tiny(**overrides: Any) -> TimeChatConfig:
         vision=VisionConfig(image_size=56, patch_size=14, width=64, depth=2, num_heads=4, mlp_hidden=128),
         qformer=QFormerConfig(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128,
                               max_position_embeddings=64, vocab_size=512, num_query_tokens=4, dropout=0.0,
-                              attention_dropout=0.0),
+                              attention_dropout=0.0,
+                              # Trained from scratch: BERT's 0.02 makes the cross-attention contribution
+                              # vanish after two post-LN Q-Formers (the video tokens start out identical).
+                              initializer_range=0.15),
         video_qformer=VideoQFormerConfig(num_layers=2, num_query_tokens=4),
         llm=LLMConfig(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=4, intermediate_size=256,
                       vocab_size=512, max_position_embeddings=1024),

@@ -60,6 +60,8 @@ class QFormerConfig:
     cross_attention_freq: int = 2
     dropout: float = 0.1
     attention_dropout: float = 0.1
+    initializer_range: float = 0.02
+    """Std of the random init (BERT's 0.02); only matters when training from scratch."""
 
 
 @dataclass

@@ -34,6 +34,7 @@ def build_frame_qformer(cfg: QFormerConfig, encoder_width: int) -> InstructBlipQ
         cross_attention_frequency=cfg.cross_attention_freq,
         encoder_hidden_size=encoder_width,
         pad_token_id=0,
+        initializer_range=cfg.initializer_range,
     )
     hf_cfg._attn_implementation = "sdpa"
     return InstructBlipQFormerModel(hf_cfg)
@@ -54,6 +55,7 @@ def build_video_qformer(cfg: QFormerConfig, video_cfg: VideoQFormerConfig) -> Bl
         layer_norm_eps=cfg.layer_norm_eps,
         cross_attention_frequency=video_cfg.cross_attention_freq,
         encoder_hidden_size=cfg.hidden_size,
+        initializer_range=cfg.initializer_range,
     )
     hf_cfg._attn_implementation = "sdpa"
     return Blip2QFormerModel(hf_cfg)

@@ -1,0 +1,871 @@
+#!/usr/bin/env python
+"""Speed of TimeChat on one device: training step, eval throughput, stock-part anchors.
+
+Builds the real TimeChat-7B shapes with random weights directly on the GPU (bf16 frozen towers,
+fp32 trainable parts, bf16 autocast), or the tiny model with `--tiny` (automatic on CPU), and
+prints one JSON line per figure on stdout (logs go to stderr); `--out FILE.jsonl` also writes them.
+
+    python scripts/benchmark.py --out bench.jsonl                  # GPU, all sections, <= ~8 min
+    python scripts/benchmark.py --sections train,eval --profile    # a subset + profiler table
+    python scripts/benchmark.py --smoke --out /tmp/smoke.jsonl     # CPU/CI: tiny, seconds, every figure
+
+Figures (`figure` field; `value` in `unit`):
+  matmul_tflops                       dense GEMM peak (bf16 8192^3 on GPU; fp32 on CPU)
+  vit_forward                         frozen ViT + ln_vision over 96 frames, frames/s
+  train_step_b{1,2,4}, train_step_bmax
+                                      full training step (forward incl. ViT, backward, AdamW) on a
+                                      ready batch: samples/s, with tokens/s, peak memory and MFU
+  train_step_cached_features_b{1,4}   the same step from cached ln_vision features (no ViT)
+  llm_lora_train_1x1024, _8x2048      stock peft-LoRA LLaMA train step, tokens/s
+  eval_videos_per_s_b{1,16}, _bmax    grounding eval: decode+transform in DataLoader workers, ViT,
+                                      Q-Formers, prompt, greedy decoding of exactly 64 new tokens
+  eval_new_tokens_per_s_b1            64 x eval_videos_per_s_b1 (the original's end-to-end figure)
+  decode_tokens_per_s_b1              pure KV-cache decoding speed of our `generate` (prefill excluded)
+  hf_generate_tokens_per_s_b{1,16}    HF `generate` on the same LLM (64 new tokens, prefill included)
+
+FLOPs per training sample (`flops_per_sample`; model FLOPs, not hardware FLOPs):
+  * a matmul of a token by a (n x m) weight costs 2nm forward. Forward of a part = 2 * (its
+    matmul parameters) * (tokens that pass through them) + attention scores/values (4 * s_q * s_k * d
+    per layer; LLaMA is causal, so half of that);
+  * frozen ViT: forward only (no graph): 2 * P_vit * 257 tokens per frame + attention;
+  * LLaMA with frozen base weights: forward 2*P*S, backward needs the activation gradients
+    (another 2*P*S, LoRA sits in every layer and the video tokens need gradients) but no weight
+    gradients: 4*P_base*S; the trainable LoRA weights cost the usual 6*P_lora*S; attention 3x forward;
+  * trainable Q-Formers, video Q-Former and llama_proj: 6 * params * tokens (+ attention 3x forward);
+  * gradient-checkpointing recomputation is NOT counted (MFU, not HFU); embedding lookups,
+    norms, softmax and the optimizer are ignored.
+  TimeChat-7B, 96 frames, 704 text + 96 video tokens: ViT ~50, LLaMA ~22, Q-Formers ~4.4 TFLOP per
+  sample, i.e. ~76 TFLOP (the original's accounting: ~74). MFU = FLOP/s / the device's dense bf16
+  peak (spec table below; the measured GEMM peak where the GPU is unknown and on CPU).
+
+The original's figures (H200) are constants below; `ratio_vs_original` = ours / theirs for the
+matching figures on a CUDA device with the 7B shapes (null otherwise, e.g. in smoke mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a file from any directory
+    sys.path.insert(0, str(REPO))
+
+from timechat.models.config import TimeChatConfig  # noqa: E402
+
+# The original TimeChat on one H200 (its README's speed table, reproduced for this project).
+ORIGINAL_H200 = {
+    "train_step_b1": 1.74,
+    "train_step_b2": 2.55,
+    "train_step_b4": 2.79,
+    "eval_videos_per_s_b1": 0.35,
+    "eval_new_tokens_per_s_b1": 24.7,
+    "eval_videos_per_s_b16": 2.27,
+}
+
+# Dense bf16 tensor-core peak in TFLOP/s (no sparsity), matched against the device name in order.
+PEAK_BF16_TFLOPS = (
+    ("H200", 989.4), ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.4), ("H800", 989.4),
+    ("GH200", 989.4), ("B200", 2250.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0), ("L4", 121.0),
+    ("A10G", 70.0), ("RTX 4090", 165.0),
+)
+
+SECTIONS = ("matmul", "vit", "train", "cached", "llm", "eval", "generate")
+GROUNDING_QUERY = "person turn a light on"
+
+
+# --------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class Sizes:
+    """Workload and time budget of one benchmark run."""
+
+    n_frames: int = 96
+    """Frames per video (training and eval)."""
+    n_text: int = 704
+    """Text tokens per training sample (incl. the supervised ones); video tokens come on top."""
+    n_supervised: int = 100
+    train_batches: tuple[int, ...] = (1, 2, 4)
+    cached_batches: tuple[int, ...] = (1, 4)
+    train_batch_cap: int = 64
+    """Largest training batch tried when searching for the largest that fits."""
+    eval_batches: tuple[int, ...] = (1, 16)
+    eval_batch_cap: int = 256
+    new_tokens: int = 64
+    vit_chunk: int = 1536
+    """Frames per ViT call in eval (16 videos x 96 frames, what the original ran at batch 16)."""
+    n_videos: int = 8
+    """Distinct generated video files (items cycle over them; each item is decoded again)."""
+    video_seconds: float = 30.0
+    llm_anchors: tuple[tuple[int, int], ...] = ((1, 1024), (8, 2048))
+    generate_batches: tuple[int, ...] = (1, 16)
+    generate_context: int = 700
+    matmul_n: int = 8192
+    warmup: int = 2
+    iters: int = 5
+    budget_s: dict[str, float] = field(default_factory=lambda: {
+        "matmul": 10, "vit": 15, "train": 150, "cached": 25, "llm": 40, "eval": 120, "generate": 30})
+
+
+SMOKE = Sizes(
+    n_frames=8, n_text=48, n_supervised=8, train_batch_cap=8, eval_batch_cap=32, new_tokens=8, vit_chunk=64,
+    n_videos=2, video_seconds=12.0, llm_anchors=((1, 64), (8, 128)), generate_context=48, matmul_n=256,
+    warmup=1, iters=2, budget_s={s: 5.0 for s in SECTIONS},
+)
+
+
+# --------------------------------------------------------------------------- FLOP model
+def flops_per_sample(cfg: TimeChatConfig, n_frames: int, n_text: int, ts_len: int, *,
+                     include_vit: bool = True) -> dict[str, float]:
+    """Model FLOPs of one training sample (forward + backward), by part; see the module docstring.
+
+    Args:
+        cfg: the architecture.
+        n_frames: frames of the video; n_text: text tokens of the prompt (video tokens are added).
+        ts_len: timestamp-text tokens per frame fed to the frame Q-Former.
+        include_vit: False for the cached-feature step (the ViT does not run).
+    Returns:
+        dict with `vit`, `qformers`, `llm` and `total` FLOPs.
+    """
+    v, q, vq, llm = cfg.vision, cfg.qformer, cfg.video_qformer, cfg.llm
+    n_img = v.num_tokens
+    # Frozen ViT, forward only: qkv + proj (4 w^2) and MLP (2 w m) per block, patch embedding, attention.
+    vit_params = v.depth * (4 * v.width**2 + 2 * v.width * v.mlp_hidden)
+    vit = n_frames * (2 * vit_params * n_img + 2 * 3 * v.patch_size**2 * v.width * (n_img - 1)
+                      + v.depth * 4 * n_img**2 * v.width)
+    # Frame Q-Former (trainable: 3x forward). Queries and timestamp text share self-attention; each
+    # token goes through one FFN; every `cross_attention_freq`-th layer the queries attend the image.
+    h, ffn, nq = q.hidden_size, q.intermediate_size, q.num_query_tokens
+    s = nq + ts_len
+    fq = 0.0
+    for layer in range(q.num_layers):
+        fq += 2 * (4 * h * h + 2 * h * ffn) * s + 4 * s * s * h
+        if layer % q.cross_attention_freq == 0:
+            fq += 2 * (2 * h * h * nq + 2 * v.width * h * n_img) + 4 * nq * n_img * h
+    fq *= n_frames
+    # Video Q-Former over sliding windows of frame outputs (rows per frame: queries [+ text in compat]).
+    rows = nq + (ts_len if cfg.mode == "compat" else 0)
+    n_win = math.ceil(n_frames / cfg.stride) if cfg.stride > 0 else 1
+    win = min(cfg.window_size, n_frames) if cfg.stride > 0 else n_frames
+    nv, enc = vq.num_query_tokens, win * rows
+    fv = 0.0
+    for layer in range(vq.num_layers):
+        fv += 2 * (4 * h * h + 2 * h * ffn) * nv + 4 * nv * nv * h
+        if layer % vq.cross_attention_freq == 0:
+            fv += 2 * (2 * h * h * nv + 2 * h * h * enc) + 4 * nv * enc * h
+    fv *= n_win
+    n_video = cfg.num_video_tokens(n_frames)
+    proj = 2 * h * llm.hidden_size * n_video
+    qformers = 3 * (fq + fv + proj)
+    # LLaMA: frozen base (fwd + activation grads = 4 P S), LoRA (6 P S), causal attention (3x fwd).
+    d, kv = llm.hidden_size, llm.hidden_size * llm.num_kv_heads // llm.num_heads
+    seq = n_text + n_video
+    base = llm.num_layers * (2 * d * d + 2 * d * kv + 3 * d * llm.intermediate_size) + d * llm.vocab_size
+    lora = 0
+    if cfg.lora.enabled:
+        dims = {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d),
+                "gate_proj": (d, llm.intermediate_size), "up_proj": (d, llm.intermediate_size),
+                "down_proj": (llm.intermediate_size, d)}
+        lora = llm.num_layers * sum(cfg.lora.r * sum(dims[m]) for m in cfg.lora.target_modules if m in dims)
+    attn_fwd = llm.num_layers * 2 * seq * seq * d  # causal: half of 4 s^2 d
+    lm = (4 * base + 6 * lora) * seq + 3 * attn_fwd
+    vit = vit if include_vit else 0.0
+    return {"vit": float(vit), "qformers": float(qformers), "llm": float(lm), "total": float(vit + qformers + lm)}
+
+
+# --------------------------------------------------------------------------- helpers
+class Runner:
+    """Device, model, tokenizers and the JSON-line writer shared by the sections."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.sizes: Sizes = SMOKE if args.smoke else Sizes()
+        if args.iters:
+            self.sizes = replace(self.sizes, iters=args.iters)
+        self.device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+        self.cuda = self.device.type == "cuda"
+        self.tiny = args.tiny or args.smoke or not self.cuda
+        self.dtype = "bf16" if self.cuda else "fp32"  # never bf16 on CPU (about 5x slower there)
+        self.out = open(args.out, "w", encoding="utf-8") if args.out else None
+        self.errors: list[str] = []
+        self.peak_tflops, self.peak_basis = self._spec_peak()
+        self.workdir = Path(args.workdir or Path(tempfile.gettempdir()) / "timechat_bench")
+        import transformers
+
+        self.common = {
+            "device": torch.cuda.get_device_name(self.device) if self.cuda else "cpu",
+            "torch": torch.__version__, "transformers": transformers.__version__, "dtype": self.dtype,
+            "model": "timechat_tiny" if self.tiny else "timechat_7b", "smoke": bool(args.smoke),
+            "gradient_checkpointing": bool(args.grad_ckpt),
+        }
+
+    # -- environment
+    def _spec_peak(self) -> tuple[float | None, str]:
+        if not self.cuda:
+            return None, "measured_matmul"
+        name = torch.cuda.get_device_name(self.device)
+        for key, tflops in PEAK_BF16_TFLOPS:
+            if key in name:
+                return tflops * 1e12, f"spec_dense_bf16:{key}"
+        return None, "measured_matmul"
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def amp(self) -> Any:
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def reset_peak(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_mem_gib(self) -> tuple[float, str]:
+        if self.cuda:
+            return torch.cuda.max_memory_allocated(self.device) / 2**30, "cuda_max_allocated"
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process_max_rss"
+
+    def free(self) -> None:
+        gc.collect()
+        if self.cuda:
+            torch.cuda.empty_cache()
+
+    def log(self, msg: str) -> None:
+        print(f"[benchmark] {msg}", file=sys.stderr, flush=True)
+
+    # -- output
+    def emit(self, figure: str, value: float, unit: str, batch: int | None, **extra: Any) -> None:
+        original = ORIGINAL_H200.get(figure)
+        ratio = None
+        if original is not None and self.cuda and not self.tiny and not self.args.smoke:
+            ratio = round(value / original, 4)
+        row = {"figure": figure, "value": _round(value), "unit": unit, "batch": batch, **self.common,
+               "ratio_vs_original": ratio, "original_h200": original,
+               **{k: _round(v) for k, v in extra.items()}}
+        line = json.dumps(row)
+        print(line, flush=True)
+        if self.out:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def mfu(self, flop_per_s: float) -> float | None:
+        return flop_per_s / self.peak_tflops if self.peak_tflops else None
+
+    def timed(self, fn: Callable[[], Any], budget_s: float, warmup: int | None = None,
+              iters: int | None = None) -> list[float]:
+        """Warm up, then time `fn` (synchronised) up to `iters` times or until the budget is spent."""
+        warmup = self.sizes.warmup if warmup is None else warmup
+        iters = self.sizes.iters if iters is None else iters
+        for _ in range(warmup):
+            fn()
+        self.sync()
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < iters:
+            t0 = time.perf_counter()
+            fn()
+            self.sync()
+            times.append(time.perf_counter() - t0)
+            if time.perf_counter() - start > budget_s:
+                break
+        return times
+
+
+def _round(x: Any) -> Any:
+    if isinstance(x, float) and math.isfinite(x):
+        return float(f"{x:.6g}")
+    return x
+
+
+def _rest(result: dict[str, Any]) -> dict[str, Any]:
+    """A measurement without its headline value (which goes to `value`)."""
+    return {k: v for k, v in result.items() if k not in ("samples_per_s", "videos_per_s")}
+
+
+def _oom_types() -> tuple[type[BaseException], ...]:
+    return (torch.OutOfMemoryError,) if hasattr(torch, "OutOfMemoryError") else (torch.cuda.OutOfMemoryError,)
+
+
+def try_fits(run: Runner, fn: Callable[[], Any]) -> tuple[bool, Any]:
+    """(True, fn()) or (False, None) on out-of-memory; memory is freed after the exception is gone."""
+    ok, result = False, None
+    try:
+        result, ok = fn(), True
+    except _oom_types():
+        pass  # leaving the except block drops the traceback and the tensors it references
+    if not ok:
+        run.free()
+    return ok, result
+
+
+def find_tokenizer_dir(explicit: str | None, fixture: str, builtin: str, tiny: bool) -> tuple[str, str]:
+    """(directory, label): `explicit`, else the real fixture tokenizer for the 7B shapes, else built-in."""
+    from timechat.factory import ASSETS_DIR
+
+    if explicit:
+        return explicit, Path(explicit).name
+    if not tiny:
+        for root in (REPO.parent / "shared", REPO / "shared", Path(os.environ.get("TIMECHAT_SHARED", "/nonexistent"))):
+            path = root / "fixtures" / "tokenizers" / fixture
+            if path.is_dir():
+                return str(path), fixture
+    return str(ASSETS_DIR / builtin), builtin
+
+
+# --------------------------------------------------------------------------- model and inputs
+def build_model(run: Runner):
+    """TimeChat (7B shapes on CUDA, tiny otherwise) with random weights, on the device."""
+    from timechat.models.builders import build_timechat, timechat_7b, timechat_tiny
+
+    preset = timechat_tiny if run.tiny else timechat_7b
+    cfg = preset(dtype=run.dtype, gradient_checkpointing=run.args.grad_ckpt)
+    if run.args.smoke:
+        cfg.max_frame_pos = max(cfg.max_frame_pos, run.sizes.n_frames)
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    # Materialise every parameter directly on the device: the fp32 construction of the 7B model
+    # (~31 GB) fits an 80 GB GPU, and the frozen towers are cast to bf16 right after.
+    with run.device:
+        model, _ = build_timechat(cfg)
+    model.to(run.device)
+    run.log(f"built {run.common['model']} in {time.perf_counter() - t0:.1f}s on {run.device}")
+    return model
+
+
+def timestamp_sentences_for(n_frames: int, seconds: float) -> list[str]:
+    from timechat.data.video import timestamp_sentences
+
+    return timestamp_sentences([str(round(k * seconds / n_frames, 1)) for k in range(n_frames)])
+
+
+def make_train_batch(run: Runner, model, ts_tok, b: int, features: bool = False) -> dict[str, Any]:
+    """A ready training batch: (B, n_text + n_video) ids with the `<ImageHere>` run after a short
+    prefix, the last `n_supervised` positions supervised, real timestamp sentences, random pixels
+    (B, 3, T, H, W) or random `ln_vision` features (B*T, N_img, D_v)."""
+    from timechat.data.tokenization import tokenize_timestamps
+
+    s, cfg, dev = run.sizes, model.cfg, run.device
+    n_vid = cfg.num_video_tokens(s.n_frames)
+    length = s.n_text + n_vid
+    g = torch.Generator().manual_seed(b)
+    ids = torch.randint(3, cfg.llm.vocab_size, (b, length), generator=g)
+    ids[:, 0] = 1
+    start = min(16, s.n_text // 4)
+    ids[:, start:start + n_vid] = cfg.image_token_id
+    labels = torch.full_like(ids, -100)
+    labels[:, -s.n_supervised:] = ids[:, -s.n_supervised:]
+    ts = tokenize_timestamps(timestamp_sentences_for(s.n_frames, s.video_seconds), ts_tok)
+    batch: dict[str, Any] = {
+        "input_ids": ids.to(dev), "labels": labels.to(dev), "attention_mask": torch.ones_like(ids).to(dev),
+        "timestamps": {k: v.repeat(b, 1).to(dev) for k, v in ts.items()},  # (B*T, L_ts)
+    }
+    size = cfg.vision.image_size
+    if features:
+        vit_dtype = model.visual_encoder.model.embeddings.patch_embedding.weight.dtype
+        batch["image_features"] = torch.randn(b * s.n_frames, cfg.vision.num_tokens, cfg.vision.width, device=dev,
+                                              dtype=vit_dtype)  # (B*T, N_img, D_v)
+    else:
+        batch["images"] = torch.randn(b, 3, s.n_frames, size, size, device=dev)  # (B, 3, T, H, W)
+    return batch
+
+
+class TrainStep:
+    """forward (autocast) + backward + AdamW step over the trainable parameters."""
+
+    def __init__(self, run: Runner, model) -> None:
+        self.run, self.model = run, model
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=1e-6, weight_decay=0.05, **({"fused": True} if run.cuda else {}))
+
+    def __call__(self, batch: dict[str, Any]) -> float:
+        with self.run.amp():
+            loss = self.model(batch)["loss"]
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return loss
+
+    def clear(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+
+
+# --------------------------------------------------------------------------- sections
+def section_matmul(run: Runner, ctx: dict[str, Any]) -> None:
+    n = run.sizes.matmul_n
+    dtype = torch.bfloat16 if run.cuda else torch.float32
+    a = torch.randn(n, n, device=run.device, dtype=dtype)
+    b = torch.randn(n, n, device=run.device, dtype=dtype)
+    reps = 20 if run.cuda else 5
+
+    def f():
+        for _ in range(reps):
+            torch.mm(a, b)
+
+    times = run.timed(f, run.sizes.budget_s["matmul"], warmup=1, iters=3)
+    tflops = 2 * n**3 * reps / min(times) / 1e12
+    ctx["matmul_tflops"] = tflops
+    run.emit("matmul_tflops", tflops, "TFLOP/s", None, n=n, matmul_dtype=str(dtype).replace("torch.", ""))
+    if run.peak_tflops is None:
+        run.peak_tflops = tflops * 1e12
+
+
+def section_vit(run: Runner, ctx: dict[str, Any]) -> None:
+    model, t = ctx["model"], run.sizes.n_frames
+    size = model.cfg.vision.image_size
+    frames = torch.randn(t, 3, size, size, device=run.device)  # (T, 3, H, W)
+
+    def f():
+        with torch.inference_mode(), run.amp():
+            model.encode_frames(frames)
+
+    times = run.timed(f, run.sizes.budget_s["vit"])
+    step = statistics.median(times)
+    flop = flops_per_sample(model.cfg, t, 0, 0)["vit"]
+    run.emit("vit_forward", t / step, "frames/s", 1, frames=t, step_s=step, tflops=flop / step / 1e12,
+             mfu=run.mfu(flop / step))
+
+
+def measure_train(run: Runner, ctx: dict[str, Any], b: int, features: bool, budget: float) -> dict[str, Any] | None:
+    """Time the training step at batch b; None if it does not fit in memory."""
+    step: TrainStep = ctx["train_step"]
+    holder: dict[str, Any] = {}
+
+    def go() -> list[float]:
+        holder["batch"] = make_train_batch(run, ctx["model"], ctx["ts_tok_train"], b, features)
+        return run.timed(lambda: step(holder["batch"]), budget)
+
+    run.reset_peak()
+    ok, times = try_fits(run, go)
+    holder.clear()
+    step.clear()
+    if not ok:
+        run.free()
+        return None
+    peak, basis = run.peak_mem_gib()
+    s, model = run.sizes, ctx["model"]
+    t_step = statistics.median(times)
+    fl = flops_per_sample(model.cfg, s.n_frames, s.n_text, ctx["ts_len_train"], include_vit=not features)
+    n_tok = s.n_text + model.cfg.num_video_tokens(s.n_frames)
+    run.free()
+    return {"samples_per_s": b / t_step, "step_s": t_step, "tokens_per_s": b * n_tok / t_step, "peak_mem_gib": peak,
+            "mem_basis": basis, "tflop_per_sample": fl["total"] / 1e12, "mfu": run.mfu(fl["total"] * b / t_step),
+            "iters": len(times), "seq_len": n_tok, "frames": s.n_frames}
+
+
+def section_train(run: Runner, ctx: dict[str, Any]) -> None:
+    s = run.sizes
+    deadline = time.perf_counter() + s.budget_s["train"]
+    per = s.budget_s["train"] / (len(s.train_batches) + 3)
+    results: dict[int, dict[str, Any]] = {}
+    for b in s.train_batches:
+        r = measure_train(run, ctx, b, False, per)
+        if r is None:
+            run.emit(f"train_step_b{b}", float("nan"), "samples/s", b, error="out of memory")
+            run.errors.append(f"train_step_b{b}: out of memory")
+            break
+        results[b] = r
+        run.emit(f"train_step_b{b}", r["samples_per_s"], "samples/s", b, mfu_basis=run.peak_basis, **_rest(r))
+    ctx["train_results"] = results
+    # Largest batch that fits: double from the largest measured one until out of memory, the cap or
+    # the section's time budget; then one bisection step between the last fit and the first OOM.
+    best = max(results) if results else None
+    lo, hi = best, None
+    b = (best or 1) * 2
+    last = 0.0
+    while b <= s.train_batch_cap and time.perf_counter() + 2.2 * last < deadline:  # 2x batch ~ 2x time
+        t0 = time.perf_counter()
+        r = measure_train(run, ctx, b, False, per)
+        last = time.perf_counter() - t0
+        if r is None:
+            hi = b
+            break
+        results[b], lo = r, b
+        b *= 2
+    if lo is not None and hi is not None and hi - lo > 1 and time.perf_counter() + 1.5 * last < deadline:
+        mid = (lo + hi) // 2
+        r = measure_train(run, ctx, mid, False, per)
+        if r is not None:
+            results[mid], lo = r, mid
+    if lo is None:
+        return
+    r = results[lo]
+    run.emit("train_step_bmax", r["samples_per_s"], "samples/s", lo, mfu_basis=run.peak_basis, first_oom_batch=hi,
+             search_cap=s.train_batch_cap, **_rest(r))
+
+
+def section_cached(run: Runner, ctx: dict[str, Any]) -> None:
+    s = run.sizes
+    per = s.budget_s["cached"] / len(s.cached_batches)
+    for b in s.cached_batches:
+        r = measure_train(run, ctx, b, True, per)
+        if r is None:
+            run.emit(f"train_step_cached_features_b{b}", float("nan"), "samples/s", b, error="out of memory")
+            run.errors.append(f"train_step_cached_features_b{b}: out of memory")
+            continue
+        live = ctx.get("train_results", {}).get(b)
+        if live is None:  # the train section was not run or skipped this batch: measure live here
+            live = measure_train(run, ctx, b, False, per)
+        speedup = r["samples_per_s"] / live["samples_per_s"] if live else None
+        run.emit(f"train_step_cached_features_b{b}", r["samples_per_s"], "samples/s", b, mfu_basis=run.peak_basis,
+                 speedup_vs_live=speedup, live_step_s=live["step_s"] if live else None, **_rest(r))
+
+
+def section_llm(run: Runner, ctx: dict[str, Any]) -> None:
+    """Stock peft-LoRA LLaMA train step (the LLM of the model, LoRA as configured), tokens/s."""
+    model = ctx["model"]
+    llm, base = model.llama_model, model.base_llm
+    lora = [p for n, p in llm.named_parameters() if ".lora_" in n and p.requires_grad]
+    opt = torch.optim.AdamW(lora, lr=1e-6, **({"fused": True} if run.cuda else {}))
+    vocab = model.cfg.llm.vocab_size
+    per = run.sizes.budget_s["llm"] / len(run.sizes.llm_anchors)
+    for b, seq in run.sizes.llm_anchors:
+        # 8 x 2048 tokens of activations (~7 MB per token for LLaMA-7B) do not fit without checkpointing.
+        ckpt = b * seq >= 8192 or run.args.grad_ckpt
+        was = model.cfg.gradient_checkpointing
+        if ckpt and not was:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        ids = torch.randint(3, vocab, (b, seq), device=run.device)
+
+        def f():
+            with run.amp():
+                loss = llm(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids, use_cache=False).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        model.train()
+        run.reset_peak()
+        ok, times = try_fits(run, lambda: run.timed(f, per))
+        opt.zero_grad(set_to_none=True)
+        if ckpt and not was:
+            base.gradient_checkpointing_disable()
+        name = f"llm_lora_train_{b}x{seq}"
+        if not ok:
+            run.emit(name, float("nan"), "tokens/s", b, error="out of memory")
+            run.errors.append(f"{name}: out of memory")
+            continue
+        t_step = statistics.median(times)
+        peak, basis = run.peak_mem_gib()
+        fl = _llm_flops(model.cfg, seq)
+        run.emit(name, b * seq / t_step, "tokens/s", b, seq_len=seq, step_s=t_step, peak_mem_gib=peak, mem_basis=basis,
+                 gradient_checkpointing=ckpt, mfu=run.mfu(fl * b / t_step), mfu_basis=run.peak_basis)
+        run.free()
+    del opt
+    run.free()
+
+
+def _llm_flops(cfg: TimeChatConfig, seq: int) -> float:
+    """LLM part of `flops_per_sample` for a text-only sequence of `seq` tokens."""
+    full = flops_per_sample(cfg, 1, seq - cfg.num_video_tokens(1), 0, include_vit=False)
+    return full["llm"]
+
+
+# -- eval -----------------------------------------------------------------------------------------
+class EvalVideos(torch.utils.data.Dataset):
+    """Grounding-eval items: decoded + transformed frames and the tokenized Charades-style prompt."""
+
+    def __init__(self, paths: list[str], length: int, n_frms: int, size: int, llama_dir: str) -> None:
+        self.paths, self.length, self.n_frms, self.size, self.llama_dir = paths, length, n_frms, size, llama_dir
+        self._tok = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from timechat.data.conversation import ChatState, segment_ids
+        from timechat.data.tokenization import LlamaTokenizer
+        from timechat.data.transforms import eval_transform
+        from timechat.data.video import load_video
+        from timechat.eval.prompts import SYSTEM_EVALUATE, TASK_PROMPTS, format_task_prompt
+
+        if self._tok is None:
+            self._tok = LlamaTokenizer.from_pretrained(self.llama_dir)
+        clip = load_video(self.paths[i % len(self.paths)], self.n_frms, self.size, self.size, "uniform")
+        chat = ChatState(system=SYSTEM_EVALUATE)
+        chat.upload_video(clip.msg)
+        chat.ask(format_task_prompt(TASK_PROMPTS["tvg_description_zeroshot"], "charades", GROUNDING_QUERY))
+        return {"pixels": eval_transform(clip.frames), "sentences": clip.sentences,  # (3, T, H, W)
+                "segments": segment_ids(chat.prompt_for_answer(), self._tok)}
+
+
+def collate_eval(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"pixels": torch.stack([it["pixels"] for it in items]),  # (B, 3, T, H, W)
+            "sentences": [it["sentences"] for it in items], "segments": [it["segments"] for it in items]}
+
+
+def eval_videos(run: Runner) -> list[str]:
+    from timechat.data.synthetic import generate_synthetic_dataset
+
+    size = 224 if not run.tiny else 64
+    out = run.workdir / f"videos_{size}px_{int(run.sizes.video_seconds)}s_{run.sizes.n_videos}"
+    summary = generate_synthetic_dataset(out, num_train=run.sizes.n_videos, num_val=0, num_test=0, size=size,
+                                         duration=(run.sizes.video_seconds, run.sizes.video_seconds), fps=8.0,
+                                         tasks=("tvg",), max_events=1, num_event_types=1)
+    return sorted(str(p) for p in summary.videos_dir["train"].glob("*.mp4"))
+
+
+def eval_batch(run: Runner, ctx: dict[str, Any], batch: dict[str, Any]) -> torch.Tensor:
+    """ViT (in chunks) -> Q-Formers -> prompt context -> greedy decoding of exactly `new_tokens`."""
+    from timechat.data.collate import inference_timestamps
+    from timechat.models.generation import GenerationConfig, generate
+
+    model = ctx["model"]
+    pixels = batch["pixels"].to(run.device, non_blocking=True)
+    b, c, t, h, w = pixels.shape
+    ts = inference_timestamps(batch["sentences"], ctx["ts_tok_eval"]).calls[0]
+    with torch.inference_mode(), run.amp():
+        frames = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # (B*T, 3, H, W)
+        feats = torch.cat([model.encode_frames(x) for x in frames.split(run.sizes.vit_chunk)])  # (B*T, N_img, D_v)
+        enc = model.encode_from_features(feats, b, t, ts["input_ids"].to(run.device), ts["attention_mask"].to(run.device))
+        embeds, mask = model.build_context_embeds(batch["segments"], list(enc.video_embeds))
+        cfg = GenerationConfig(max_new_tokens=run.sizes.new_tokens, eos_token_id=-1, max_context=100_000)
+        out = generate(model.llama_model, embeds, mask, cfg)
+    ctx["eval_context_len"] = int(embeds.shape[1])
+    ctx["eval_last"] = (embeds[:1].clone(), mask[:1].clone())
+    return out.sequences
+
+
+def measure_eval(run: Runner, ctx: dict[str, Any], b: int, batches: int, budget: float) -> dict[str, Any] | None:
+    s = run.sizes
+    workers = min(8, os.cpu_count() or 1) if not run.args.smoke else min(2, os.cpu_count() or 1)
+    ds = EvalVideos(ctx["videos"], b * (batches + 1), s.n_frames, ctx["model"].cfg.vision.image_size, ctx["llama_dir"])
+    loader = torch.utils.data.DataLoader(ds, batch_size=b, num_workers=workers, collate_fn=collate_eval,
+                                         pin_memory=run.cuda, prefetch_factor=2 if workers else None)
+
+    def go() -> tuple[float, int, int]:
+        it = iter(loader)
+        seqs = eval_batch(run, ctx, next(it))  # warmup: worker start-up, kernels, allocator
+        run.sync()
+        assert seqs.shape == (b, s.new_tokens), seqs.shape
+        t0, done = time.perf_counter(), 0
+        for batch in it:
+            eval_batch(run, ctx, batch)
+            run.sync()
+            done += 1
+            if time.perf_counter() - t0 > budget:
+                break
+        return time.perf_counter() - t0, done, workers
+
+    run.reset_peak()
+    ok, res = try_fits(run, go)
+    if not ok:
+        return None
+    elapsed, done, workers = res
+    peak, basis = run.peak_mem_gib()
+    run.free()
+    return {"videos_per_s": b * done / elapsed, "batches_timed": done, "peak_mem_gib": peak, "mem_basis": basis,
+            "new_tokens": s.new_tokens, "frames": s.n_frames, "workers": workers,
+            "context_len": ctx.get("eval_context_len")}
+
+
+def section_eval(run: Runner, ctx: dict[str, Any]) -> None:
+    s = run.sizes
+    ctx["model"].eval()
+    ctx["videos"] = eval_videos(run)
+    deadline = time.perf_counter() + s.budget_s["eval"]
+    per = s.budget_s["eval"] / 6
+    found: dict[int, dict[str, Any]] = {}
+    for b in s.eval_batches:
+        r = measure_eval(run, ctx, b, 3 if b == 1 else 2, per)
+        if r is None:
+            run.emit(f"eval_videos_per_s_b{b}", float("nan"), "videos/s", b, error="out of memory")
+            run.errors.append(f"eval_videos_per_s_b{b}: out of memory")
+            break
+        found[b] = r
+        vps = r["videos_per_s"]
+        run.emit(f"eval_videos_per_s_b{b}", vps, "videos/s", b, tokenizer=ctx["llama_label"], **_rest(r))
+        if b == 1:
+            run.emit("eval_new_tokens_per_s_b1", vps * s.new_tokens, "tokens/s", 1, new_tokens=s.new_tokens)
+            decode_b1(run, ctx)
+    best = max(found) if found else None
+    lo, hi, b = best, None, (best or 1) * 2
+    last = 0.0
+    while b <= s.eval_batch_cap and time.perf_counter() + 2.2 * last < deadline:  # 2x batch ~ 2x time
+        t0 = time.perf_counter()
+        r = measure_eval(run, ctx, b, 1, per)
+        last = time.perf_counter() - t0
+        if r is None:
+            hi = b
+            break
+        found[b], lo = r, b
+        b *= 2
+    if lo is not None:
+        r = found[lo]
+        run.emit("eval_videos_per_s_bmax", r["videos_per_s"], "videos/s", lo, first_oom_batch=hi,
+                 search_cap=s.eval_batch_cap, tokenizer=ctx["llama_label"], **_rest(r))
+
+
+def decode_b1(run: Runner, ctx: dict[str, Any]) -> None:
+    """Pure decoding speed at batch 1: (t(64 new tokens) - t(1 new token)) / 63 from the same context."""
+    from timechat.models.generation import GenerationConfig, generate
+
+    embeds, mask = ctx["eval_last"]
+    llm = ctx["model"].llama_model
+    n = run.sizes.new_tokens
+
+    def gen(k: int) -> Callable[[], Any]:
+        cfg = GenerationConfig(max_new_tokens=k, eos_token_id=-1, max_context=100_000)
+
+        def f():
+            with torch.inference_mode(), run.amp():
+                generate(llm, embeds, mask, cfg)
+        return f
+
+    t1 = statistics.median(run.timed(gen(1), run.sizes.budget_s["eval"] / 10, warmup=1, iters=3))
+    tn = statistics.median(run.timed(gen(n), run.sizes.budget_s["eval"] / 10, warmup=1, iters=3))
+    run.emit("decode_tokens_per_s_b1", (n - 1) / max(tn - t1, 1e-9), "tokens/s", 1, prefill_s=t1,
+             context_len=int(embeds.shape[1]), new_tokens=n)
+
+
+def section_generate(run: Runner, ctx: dict[str, Any]) -> None:
+    """HF `generate` (greedy, exactly `new_tokens`) on the model's LLM, prefill included."""
+    model = ctx["model"].eval()
+    llm, n, seq = model.base_llm, run.sizes.new_tokens, run.sizes.generate_context
+    per = run.sizes.budget_s["generate"] / len(run.sizes.generate_batches)
+    for b in run.sizes.generate_batches:
+        ids = torch.randint(3, model.cfg.llm.vocab_size, (b, seq), device=run.device)
+
+        def f():
+            with torch.inference_mode(), run.amp():
+                out = llm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
+                                   min_new_tokens=n, do_sample=False, use_cache=True, pad_token_id=0)
+            assert out.shape[1] == seq + n, out.shape
+
+        ok, times = try_fits(run, lambda: run.timed(f, per, warmup=1, iters=3))
+        name = f"hf_generate_tokens_per_s_b{b}"
+        if not ok:
+            run.emit(name, float("nan"), "tokens/s", b, error="out of memory")
+            run.errors.append(f"{name}: out of memory")
+            continue
+        t = statistics.median(times)
+        run.emit(name, b * n / t, "tokens/s", b, context_len=seq, new_tokens=n, call_s=t)
+
+
+# -- profile --------------------------------------------------------------------------------------
+def profile_train(run: Runner, ctx: dict[str, Any]) -> str:
+    """torch.profiler table of the training step's top ops (batch 1), printed to stderr."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step: TrainStep = ctx["train_step"]
+    batch = make_train_batch(run, ctx["model"], ctx["ts_tok_train"], 1)
+    step(batch)
+    run.sync()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if run.cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(2 if run.args.smoke else 3):
+            step(batch)
+        run.sync()
+    key = "self_cuda_time_total" if run.cuda else "self_cpu_time_total"
+    try:
+        table = prof.key_averages().table(sort_by=key, row_limit=25)
+    except (AttributeError, KeyError, RuntimeError):
+        table = prof.key_averages().table(sort_by="self_device_time_total", row_limit=25)
+    text = f"# training step, batch 1, {run.common['model']} on {run.common['device']}, sorted by {key}\n{table}\n"
+    print(text, file=sys.stderr)
+    if run.args.profile_out:
+        Path(run.args.profile_out).write_text(text)
+    return text
+
+
+# --------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", help="also write the JSON lines to this file")
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--smoke", action="store_true", help="CPU/CI: tiny model, 8 frames, short text, a few seconds")
+    p.add_argument("--tiny", action="store_true", help="tiny model (automatic without CUDA)")
+    p.add_argument("--cpu", action="store_true", help="run on CPU even if CUDA is available")
+    p.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing in the LLM and frame Q-Former")
+    p.add_argument("--profile", action="store_true", help="print a torch.profiler table of the training step")
+    p.add_argument("--profile-out", help="also write the profiler table to this file")
+    p.add_argument("--iters", type=int, default=0, help="timed iterations per figure (default 5; smoke 2)")
+    p.add_argument("--tokenizer", help="LLaMA tokenizer dir (default: shared fixtures' llama-2 if present, else tiny)")
+    p.add_argument("--bert-tokenizer", help="BERT tokenizer dir (default: fixtures' bert-base-uncased, else tiny)")
+    p.add_argument("--workdir", help="where generated eval videos are kept (default: $TMPDIR/timechat_bench)")
+    args = p.parse_args(argv)
+    unknown = sorted(set(args.sections.split(",")) - set(SECTIONS))
+    if unknown:
+        p.error(f"unknown section(s) {unknown}; choose from {SECTIONS}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from timechat.data.tokenization import LlamaTokenizer, load_bert_tokenizer
+
+    run = Runner(args)
+    t_start = time.perf_counter()
+    torch.manual_seed(0)
+    if args.smoke:
+        # Tiny tensors gain nothing from intra-op threads, and on a shared CI CPU OpenMP threads
+        # that wait for a descheduled peer made a 30 ms step take seconds.
+        torch.set_num_threads(1)
+    if run.cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    sections = [s for s in SECTIONS if s in args.sections.split(",")]
+    llama_dir, llama_label = find_tokenizer_dir(args.tokenizer, "llama-2", "tiny_tokenizer", run.tiny)
+    bert_dir, _ = find_tokenizer_dir(args.bert_tokenizer, "bert-base-uncased", "tiny_bert", run.tiny)
+    ctx: dict[str, Any] = {"llama_dir": llama_dir, "llama_label": llama_label}
+    if "matmul" in sections:  # first: sets the MFU denominator where the GPU is not in the table
+        _guard(run, "matmul", section_matmul, ctx)
+    elif run.peak_tflops is None:
+        section_matmul(run, ctx)
+    model = build_model(run)
+    llama_tok = LlamaTokenizer.from_pretrained(llama_dir)
+    bert_tok = load_bert_tokenizer(bert_dir)
+    toks = {"llama": llama_tok, "bert": bert_tok}
+    ctx.update(model=model, ts_tok_train=toks[model.cfg.timestamp_tokenizer(True)],
+               ts_tok_eval=toks[model.cfg.timestamp_tokenizer(False)])
+    from timechat.data.tokenization import tokenize_timestamps
+
+    ctx["ts_len_train"] = int(tokenize_timestamps(timestamp_sentences_for(run.sizes.n_frames, run.sizes.video_seconds),
+                                                  ctx["ts_tok_train"])["input_ids"].shape[1])
+    if {"train", "cached"} & set(sections) or args.profile:
+        model.train()
+        ctx["train_step"] = TrainStep(run, model)
+    for name in sections:
+        if name == "matmul":
+            continue
+        model.train() if name in ("train", "cached", "llm") else model.eval()
+        _guard(run, name, globals()[f"section_{name}"], ctx)
+    if args.profile:
+        model.train()
+        _guard(run, "profile", profile_train, ctx)
+    run.log(f"done in {time.perf_counter() - t_start:.1f}s" + (f"; errors: {run.errors}" if run.errors else ""))
+    if run.out:
+        run.out.close()
+    return 1 if run.errors else 0
+
+
+def _guard(run: Runner, name: str, fn: Callable[[Runner, dict[str, Any]], Any], ctx: dict[str, Any]) -> None:
+    """Run a section; an exception is reported (stderr + error list) and the next section still runs."""
+    t0 = time.perf_counter()
+    try:
+        fn(run, ctx)
+    except Exception as exc:  # a benchmark should report every section it can
+        import traceback
+
+        traceback.print_exc()
+        run.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        run.free()
+    run.log(f"section {name}: {time.perf_counter() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
