@@ -89,8 +89,6 @@ class RunConfig:
     """Abort if more than this fraction of samples fail to load (bad videos are counted, not hidden)."""
     export_original: bool = True
     """Also write the trainable weights in the original `timechat_7b.pth` layout at the end."""
-    feature_cache: Optional[str] = None
-    """Directory of precomputed ViT features (uniform sampling, no crop only)."""
     device: str = "auto"
 
     def __post_init__(self) -> None:

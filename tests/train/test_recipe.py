@@ -32,6 +32,7 @@ def _overrides(data_root: Path, out: Path, *extra: str) -> list[str]:
     return [
         f"paths.data_root={data_root}", f"output_dir={out}",
         "datasets.synthetic_tvg.n_frms=4", "datasets.synthetic_tvg.image_size=28",
+        "datasets.synthetic_dvc.n_frms=4", "datasets.synthetic_dvc.image_size=28",
         "model.config.vision.image_size=28", "run.batch_size=2", "run.num_workers=0", "run.tensorboard=false",
         "run.iters_per_epoch=8", "run.warmup_steps=2", "run.log_every=1", "run.save_every_steps=2",
         "run.export_original=true", *extra,
@@ -89,3 +90,19 @@ def test_torchrun_two_processes(synthetic_root, tmp_path):
     assert (ckpt / "rng_state_rank0.pt").is_file() and (ckpt / "rng_state_rank1.pt").is_file()
     state = json.loads((ckpt / "trainer_state.json").read_text())
     assert state["world_size"] == 2 and state["step"] == 4
+
+
+def test_bad_videos_are_counted_and_training_goes_on(synthetic_root, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_root, data)
+    videos = sorted((data / "synthetic/videos/train").glob("*.mp4"))
+    videos[0].write_bytes(b"not a video at all")  # corrupt
+    videos[1].unlink()  # missing
+    summary = _run(data, tmp_path / "run", "run.max_steps=6", "run.num_workers=1", "run.max_failure_rate=0.9")
+    errors = summary["data_errors"]
+    assert summary["steps"] == 6
+    assert errors["failures"] >= 1 and errors["attempts"] > errors["failures"]
+    assert set(errors["by_reason"]) <= {"video_missing", "video_undecodable"}
+    assert any(videos[0].name in ex or videos[1].name in ex for exs in errors["examples"].values() for ex in exs)

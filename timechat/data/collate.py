@@ -50,6 +50,10 @@ def collate_train(samples: Sequence[dict[str, Any]], pad_token_id: int = PAD_TOK
         "conv_type": "multi",
         "ids": [s.get("id") for s in samples],
     }
+    if any("data_errors" in s for s in samples):
+        from timechat.data.datasets import merge_stats
+
+        batch["data_errors"] = merge_stats([s["data_errors"] for s in samples if "data_errors" in s]).to_dict()
     images = [s["images"] for s in samples]
     if all(img.shape == images[0].shape for img in images):
         batch["images"] = torch.stack(images)  # (B, C, T, H, W)

@@ -357,17 +357,23 @@ class VideoInstructDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         current = index
+        # What happened while producing this item travels with it (`data_errors`), so the counts
+        # reach the training loop even when items are built in DataLoader worker processes.
+        local = DataErrorStats()
         for attempt in range(self.max_retries + 1):
             self.stats.attempts += 1
+            local.attempts += 1
             try:
                 item = self.build(current)
             except SampleError as err:
                 self.stats.record(err)
+                local.record(err)
                 logger.warning("bad sample (%s) — %s; substituting", err.reason, err)
                 self._check_rate()
                 current = self.substitute_index(index, attempt + 1)
                 continue
             item["requested_index"], item["index"] = index, current
+            item["data_errors"] = local.to_dict()
             return item
         raise DataQualityError(f"dataset {self.source}: {self.max_retries + 1} consecutive samples failed from index {index}; {self.stats.summary()}")
 

@@ -89,8 +89,11 @@ def generate(
     attention_mask = attention_mask.to(device=device, dtype=torch.long)
     position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
     cache = DynamicCache()
+    # Only the last position's logits are needed to decode; (B, L, V) logits of a long batched
+    # context would cost gigabytes.
+    keep = {} if keep_prefill_logits else {"logits_to_keep": 1}
     out = llm(inputs_embeds=inputs_embeds.to(embed.weight.dtype), attention_mask=attention_mask,
-              position_ids=position_ids, use_cache=True, **{_CACHE_KW: cache})
+              position_ids=position_ids, use_cache=True, **keep, **{_CACHE_KW: cache})
     prefill = out.logits if keep_prefill_logits else None
     logits = out.logits[:, -1].float()  # the DynamicCache is filled in place
     generator = None

@@ -102,6 +102,7 @@ class TrainRecipe:
         self.ddp_model = self._wrap_ddp()
         self.step = 0
         self.iteration = 0
+        self.data_errors = DataErrorStats()
         self.metrics = MetricLogger(self.output_dir, rank=self.rank, tensorboard=self.run.tensorboard,
                                     wandb=self.run.wandb, wandb_project=self.run.wandb_project,
                                     run_name=self.output_dir.name, config=self.resolved)
@@ -125,6 +126,7 @@ class TrainRecipe:
             entry = dict(entry)
             builder = entry.pop("builder", "timeit")
             entry.pop("ratio", None)
+            cache_dir = entry.pop("feature_cache", None)
             entry.setdefault("seed", self.run.seed)
             entry.setdefault("max_failure_rate", self.run.max_failure_rate)
             out[name] = registry.build(
@@ -136,13 +138,28 @@ class TrainRecipe:
                 name=name,
                 **entry,
             )
-            logger.info("dataset %s: %d records (%s)", name, len(out[name]), builder)
+            if cache_dir:
+                out[name] = self._cached(name, out[name], cache_dir)
+            logger.info("dataset %s: %d records (%s%s)", name, len(out[name]), builder,
+                        f", features from {cache_dir}" if cache_dir else "")
         return out
 
+    def _cached(self, name: str, dataset, cache_dir: str):
+        """Serve precomputed `ln_vision` features instead of pixels (exact only for uniform, no crop)."""
+        from timechat.data.feature_cache import CachedFeatureDataset, FeatureCache
+
+        if not self.model_cfg.freeze_vit:
+            raise ValueError(f"datasets.{name}.feature_cache needs a frozen ViT (model.config.freeze_vit=true)")
+        return CachedFeatureDataset(dataset, FeatureCache(cache_dir))
+
     def _build_data_iterator(self) -> MultiDatasetIterator:
+        from timechat.data.feature_cache import CachedFeatureDataset, collate_cached
+
         loaders = {
             name: make_train_loader(
-                ds, batch_size=self.run.batch_size, collate_fn=collate_train, num_workers=self.run.num_workers,
+                ds, batch_size=self.run.batch_size,
+                collate_fn=collate_cached if isinstance(ds, CachedFeatureDataset) else collate_train,
+                num_workers=self.run.num_workers,
                 seed=self.run.seed, rank=self.rank, world_size=self.world_size,
                 pin_memory=self.device.type == "cuda",
             )
@@ -188,6 +205,8 @@ class TrainRecipe:
         self.iteration = int(state["micro_step"])
         if state.get("data_state") is not None:
             self.data.load_state_dict(state["data_state"])
+        if (state.get("extra") or {}).get("data_errors"):
+            self.data_errors = DataErrorStats.from_dict(state["extra"]["data_errors"])
         logger.info("resumed from %s at step %d (iteration %d)", path, self.step, self.iteration)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -211,9 +230,23 @@ class TrainRecipe:
         )
 
     def _data_errors(self) -> DataErrorStats:
-        # Items are built in DataLoader workers, whose counters do not come back; failures are also
-        # logged there with id and reason. In-process (num_workers=0) counts are exact.
-        return merge_stats([ds.stats for ds in self.datasets.values()])
+        """Bad samples met by this rank so far (counted from the batches, so workers included)."""
+        return self.data_errors
+
+    def _check_failure_rate(self, min_attempts: int = 100) -> None:
+        e = self.data_errors
+        if e.attempts >= min_attempts and e.failure_rate > self.run.max_failure_rate:
+            from timechat.data.datasets import DataQualityError
+
+            raise DataQualityError(f"too many bad samples (run.max_failure_rate={self.run.max_failure_rate}): "
+                                   f"{e.summary()}; examples {e.examples}")
+
+    def _all_ranks_data_errors(self) -> DataErrorStats:
+        if not self.dist.distributed:
+            return self.data_errors
+        gathered: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(gathered, self.data_errors.to_dict())
+        return merge_stats(gathered)
 
     def _should_save(self) -> bool:
         if self.step == self.total_steps:
@@ -237,7 +270,11 @@ class TrainRecipe:
             for micro in range(accum):
                 epoch, cur = divmod(self.iteration, r.iters_per_epoch)
                 lr = self.scheduler.step(epoch, cur)
-                batch = move_to(next(self.data), self.device)
+                batch = next(self.data)
+                if "data_errors" in batch:
+                    self.data_errors.merge(batch.pop("data_errors"))
+                    self._check_failure_rate()
+                batch = move_to(batch, self.device)
                 sync = micro == accum - 1
                 ctx = self.ddp_model.no_sync() if (self.dist.distributed and not sync) else contextlib.nullcontext()
                 with ctx:
@@ -276,8 +313,11 @@ class TrainRecipe:
                 progress.update(self.step, loss=mean_loss, lr=lr, samples_per_s=values["train/samples_per_s"])
             if self._should_save():
                 self._save()
+        errors = self._all_ranks_data_errors()
+        if errors.failures:
+            logger.warning("bad samples during training: %s; examples %s", errors.summary(), errors.examples)
         summary = {"steps": self.step, "iterations": self.iteration, "losses": history,
-                   "data_errors": self._data_errors().to_dict(), "output_dir": str(self.output_dir)}
+                   "data_errors": errors.to_dict(), "output_dir": str(self.output_dir)}
         if r.export_original and self.dist.is_main:
             path = self.output_dir / "timechat_original_layout.pth"
             ckpt_io.export_original_layout(export_original_state_dict(self.model), path, extra={"step": self.step})
