@@ -135,6 +135,9 @@ class EvalConfig:
     max_samples: Optional[int] = None
     precision: str = "bf16"
     device: str = "auto"
+    model_from_checkpoint: bool = False
+    """Build the model from the `model` section saved with the training checkpoint (its config.yaml),
+    so evaluation always matches the architecture that was trained; the `model` section here is ignored."""
     checkpoint: Optional[str] = None
     """A training step folder or an original-layout `.pth` to evaluate (overrides model.files.ckpt)."""
     plots: bool = True

@@ -89,6 +89,8 @@ def build_eval_model(resolved: dict[str, Any], ecfg, device: torch.device):
 
     section = copy.deepcopy(resolved["model"])
     kind, path = resolve_checkpoint(ecfg.checkpoint, ecfg.train_dir)
+    if ecfg.model_from_checkpoint and kind == "trainable":
+        section = _model_section_of_run(Path(path))
     if kind == "original":
         section.setdefault("files", {})
         section["files"] = {**(section["files"] or {}), "ckpt": str(Path(path).resolve())}
@@ -103,6 +105,20 @@ def build_eval_model(resolved: dict[str, Any], ecfg, device: torch.device):
         records.append({"kind": "lora_alpha", "path": "", "note": f"LoRA alpha set to {ecfg.lora_alpha}"})
     model.eval().to(device)
     return model, tokenizers, records, path
+
+
+def _model_section_of_run(path: Path) -> dict[str, Any]:
+    """The `model` section a training checkpoint was trained with (its saved, resolved config.yaml)."""
+    from omegaconf import OmegaConf
+
+    folder = path if path.is_dir() else path.parent
+    cfg_file = folder / "config.yaml"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"eval.model_from_checkpoint: {cfg_file} not found (needs a training step folder)")
+    section = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True).get("model")
+    if not section:
+        raise KeyError(f"{cfg_file} has no `model` section")
+    return section
 
 
 def run_evaluation(cfg: DictConfig) -> dict[str, Any] | None:
