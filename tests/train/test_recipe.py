@@ -12,31 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest_train import CONFIG, REPO, _overrides
 from timechat.config import load_config
-from timechat.data.synthetic import generate_synthetic_dataset
 from timechat.train.recipe import TrainRecipe
-
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "train_configs" / "tiny_synthetic.yaml"
-
-
-@pytest.fixture(scope="module")
-def synthetic_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    generate_synthetic_dataset(root / "synthetic", seed=3, num_train=12, num_val=0, num_test=4, duration=(6, 8),
-                               fps=4, size=32, max_events=2, min_event_duration=2, time_grid=1.0)
-    return root
-
-
-def _overrides(data_root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        f"paths.data_root={data_root}", f"output_dir={out}",
-        "datasets.synthetic_tvg.n_frms=4", "datasets.synthetic_tvg.image_size=28",
-        "datasets.synthetic_dvc.n_frms=4", "datasets.synthetic_dvc.image_size=28",
-        "model.config.vision.image_size=28", "run.batch_size=2", "run.num_workers=0", "run.tensorboard=false",
-        "run.iters_per_epoch=8", "run.warmup_steps=2", "run.log_every=1", "run.save_every_steps=2",
-        "run.export_original=true", *extra,
-    ]
 
 
 def _run(data_root: Path, out: Path, *extra: str) -> dict:

@@ -75,6 +75,11 @@ class TrainRecipe:
         self.resolved = resolve_config(cfg)
         self.run: RunConfig = run_config(cfg)
         self.output_dir = Path(self.resolved["output_dir"])
+        if self.run.deepspeed is not None:
+            # DeepSpeed needs a process group even for one process; give it a local one.
+            for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
+                               ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29512")):
+                os.environ.setdefault(key, value)
         self.dist = dist_utils.init_distributed()
         self.device = self._device()
         self.rank, self.world_size = self.dist.rank, self.dist.world_size
@@ -99,7 +104,8 @@ class TrainRecipe:
         )
         self.scheduler = self._build_scheduler()
         self.scaler = torch.amp.GradScaler("cuda") if self.run.precision == "fp16" and self.device.type == "cuda" else None
-        self.ddp_model = self._wrap_ddp()
+        self.engine = self._init_deepspeed() if self.run.deepspeed is not None else None
+        self.ddp_model = self.engine if self.engine is not None else self._wrap_ddp()
         self.step = 0
         self.iteration = 0
         self.data_errors = DataErrorStats()
@@ -183,6 +189,35 @@ class TrainRecipe:
             kwargs["decay_rate"] = 1.0 if r.lr_decay_rate is None else r.lr_decay_rate
         return registry.build("lr_schedule", r.lr_schedule, optimizer=self.optimizer, **kwargs)
 
+    def _init_deepspeed(self):
+        """Wrap model + our AdamW in a DeepSpeed engine (ZeRO as configured in `run.deepspeed`).
+
+        The engine does gradient accumulation, clipping and the optimizer step; our scheduler still
+        sets the LR of every param group each iteration, and our step folders still hold the
+        trainable weights, data position and RNG states (the ZeRO optimizer shards live next to
+        them under `checkpoints/deepspeed/step_N`).
+        """
+        import deepspeed
+
+        r = self.run
+        ds_cfg = dict(r.deepspeed)
+        ds_cfg.setdefault("train_micro_batch_size_per_gpu", r.batch_size)
+        ds_cfg.setdefault("gradient_accumulation_steps", r.accum_grad_iters)
+        ds_cfg.setdefault("gradient_clipping", float(r.grad_clip or 0.0))
+        ds_cfg.setdefault("bf16", {"enabled": r.precision == "bf16"})
+        ds_cfg.setdefault("fp16", {"enabled": r.precision == "fp16"})
+        ds_cfg.setdefault("zero_optimization", {"stage": 2})
+        ds_cfg.setdefault("steps_per_print", 10**9)
+        if ds_cfg["gradient_accumulation_steps"] != r.accum_grad_iters or ds_cfg["train_micro_batch_size_per_gpu"] != r.batch_size:
+            raise ValueError("run.deepspeed must not contradict run.batch_size / run.accum_grad_iters")
+        engine, optimizer, _, _ = deepspeed.initialize(model=self.model, optimizer=self.optimizer, config=ds_cfg,
+                                                       dist_init_required=False)
+        self.ds_optimizer = optimizer
+        return engine
+
+    def _deepspeed_dir(self) -> Path:
+        return ckpt_io.checkpoint_root(self.output_dir) / "deepspeed"
+
     def _wrap_ddp(self) -> torch.nn.Module:
         if not self.dist.distributed:
             return self.model
@@ -199,8 +234,15 @@ class TrainRecipe:
         if path is None:
             logger.info("no complete checkpoint in %s: starting fresh", self.output_dir)
             return
-        state = ckpt_io.load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                                        scaler=self.scaler, rank=self.rank)
+        state = ckpt_io.load_checkpoint(path, model=self.model,
+                                        optimizer=None if self.engine is not None else self.optimizer,
+                                        scheduler=self.scheduler, scaler=self.scaler, rank=self.rank)
+        if self.engine is not None:
+            tag = (state.get("extra") or {}).get("deepspeed_tag")
+            if tag is None:
+                raise ValueError(f"{path} was not written by a DeepSpeed run (no deepspeed_tag); resume it without run.deepspeed")
+            self.engine.load_checkpoint(str(self._deepspeed_dir()), tag=tag, load_module_strict=False,
+                                        load_optimizer_states=True, load_lr_scheduler_states=False)
         self.step = int(state["step"])
         self.iteration = int(state["micro_step"])
         if state.get("data_state") is not None:
@@ -221,13 +263,33 @@ class TrainRecipe:
         return contextlib.nullcontext()
 
     def _save(self) -> Path:
-        return ckpt_io.save_checkpoint(
-            self.output_dir, self.step, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+        extra: dict[str, Any] = {"data_errors": self._data_errors().to_dict()}
+        if self.engine is not None:
+            # ZeRO shards first (every rank writes its own); the step folder's COMPLETE marker, written
+            # last, then vouches for both.
+            tag = f"step_{self.step:08d}"
+            self.engine.save_checkpoint(str(self._deepspeed_dir()), tag=tag, exclude_frozen_parameters=True)
+            extra["deepspeed_tag"] = tag
+        path = ckpt_io.save_checkpoint(
+            self.output_dir, self.step, model=self.model,
+            optimizer=None if self.engine is not None else self.optimizer, scheduler=self.scheduler,
             scaler=self.scaler, epoch=self.iteration // self.run.iters_per_epoch, micro_step=self.iteration,
-            data_state=self.data.state_dict(), extra={"data_errors": self._data_errors().to_dict()},
+            data_state=self.data.state_dict(), extra=extra,
             config_text=self.config_text, rank=self.rank, world_size=self.world_size,
             barrier=dist_utils.barrier, keep_last=self.run.keep_last,
         )
+        if self.engine is not None and self.dist.is_main:
+            self._prune_deepspeed()
+        return path
+
+    def _prune_deepspeed(self) -> None:
+        """Drop ZeRO shards whose step folder was pruned."""
+        import shutil
+
+        kept = {p.name for _, p in ckpt_io.list_checkpoints(self.output_dir)}
+        for folder in self._deepspeed_dir().glob("step_*"):
+            if folder.is_dir() and folder.name not in kept:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _data_errors(self) -> DataErrorStats:
         """Bad samples met by this rank so far (counted from the batches, so workers included)."""
@@ -256,6 +318,16 @@ class TrainRecipe:
         steps_per_epoch = max(1, self.run.iters_per_epoch // self.run.accum_grad_iters)
         return self.step % steps_per_epoch == 0
 
+    def _deepspeed_micro_step(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Forward + backward + `engine.step()` (DeepSpeed steps the optimizer at accumulation boundaries)."""
+        out = self.engine(batch)
+        loss = out["loss"]
+        # engine.backward divides by the accumulation steps; undo that for the original's summed gradients.
+        scaled = loss if self.run.normalize_loss_over_accumulation else loss * self.run.accum_grad_iters
+        self.engine.backward(scaled)
+        self.engine.step()
+        return loss
+
     def train(self) -> dict[str, Any]:
         """Run until `total_steps` optimizer steps; returns a summary (losses per step, paths)."""
         r = self.run
@@ -275,6 +347,12 @@ class TrainRecipe:
                     self.data_errors.merge(batch.pop("data_errors"))
                     self._check_failure_rate()
                 batch = move_to(batch, self.device)
+                if self.engine is not None:
+                    loss = self._deepspeed_micro_step(batch)
+                    step_loss += loss.detach() / accum
+                    samples += batch["input_ids"].shape[0]
+                    self.iteration += 1
+                    continue
                 sync = micro == accum - 1
                 ctx = self.ddp_model.no_sync() if (self.dist.distributed and not sync) else contextlib.nullcontext()
                 with ctx:
@@ -289,15 +367,19 @@ class TrainRecipe:
                 step_loss += loss.detach() / accum
                 samples += batch["input_ids"].shape[0]
                 self.iteration += 1
-            if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)
-            grad_norm = clip_grad_norm(self.model, r.grad_clip) if r.grad_clip else None
-            if self.scaler is not None:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+            if self.engine is not None:
+                norm = self.engine.get_global_grad_norm()
+                grad_norm = None if norm is None else torch.as_tensor(float(norm))
             else:
-                self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
+                if self.scaler is not None:
+                    self.scaler.unscale_(self.optimizer)
+                grad_norm = clip_grad_norm(self.model, r.grad_clip) if r.grad_clip else None
+                if self.scaler is not None:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
             mean_loss = float(dist_utils.all_reduce_mean(step_loss))
             history.append(mean_loss)
