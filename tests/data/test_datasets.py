@@ -13,11 +13,9 @@ from timechat.data.collate import collate_train
 from timechat.data.datasets import (
     DataErrorStats,
     DataQualityError,
-    MixedBatchSampler,
     VideoInstructDataset,
     convert_valley_record,
     merge_stats,
-    mixing_weights,
     read_qvhighlights_jsonl,
     read_tvg_annotations,
     with_asr,
@@ -121,11 +119,3 @@ def test_annotation_readers(tmp_path):
     assert read_qvhighlights_jsonl(tmp_path / "h.jsonl")[0]["qid"] == 1
 
 
-def test_mixing():
-    assert mixing_weights([100, 300]) == [0.5, 0.5]
-    assert mixing_weights([100, 300], "proportional") == [0.25, 0.75]
-    s = MixedBatchSampler([3, 5], batch_size=2, num_batches=50, seed=1)
-    batches = list(s)
-    assert len(batches) == 50 and batches == list(MixedBatchSampler([3, 5], 2, 50, seed=1))
-    assert all(all(i < 3 for i in b) or all(i >= 3 for i in b) for b in batches)
-    assert len(list(MixedBatchSampler([3, 5], 2, 50, seed=1, rank=1, world_size=2))) == 25

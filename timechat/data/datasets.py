@@ -1,10 +1,10 @@
-"""Instruction datasets, annotation readers, bad-data accounting and multi-dataset mixing.
+"""Instruction datasets, annotation readers and bad-data accounting.
 
 Mirrors ``Video_Instruct_Dataset`` of the original (``timechat/datasets/datasets/video_instruct_dataset.py``:
 TimeIT-format records → frames, timestamps, prompt, ids, labels), ``utils/process_valley.py``
 (Valley conversations → TimeIT records), the ASR injection of ``utils/asr/asr_data_process.py``,
-the evaluation annotation files read by ``evaluate.py`` / the metric scripts (spec §3.11) and the
-``MultiIterLoader`` mixing (spec §4.7).
+and the evaluation annotation files read by ``evaluate.py`` / the metric scripts (spec §3.11). The
+``MultiIterLoader`` mixing of several datasets (spec §4.7) lives in `timechat.train.mixing`.
 
 Bad data is handled explicitly instead of the original's bare ``except`` + random retry: each
 failure is a `SampleError` with a reason, counted in `DataErrorStats` (mergeable across workers and
@@ -20,7 +20,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -380,70 +380,6 @@ class VideoInstructDataset(torch.utils.data.Dataset):
     def _check_rate(self) -> None:
         if self.stats.attempts >= self.min_attempts_for_rate and self.stats.failure_rate > self.max_failure_rate:
             raise DataQualityError(f"dataset {self.source}: failure rate above {self.max_failure_rate:.1%}: {self.stats.summary()}; examples {self.stats.examples}")
-
-
-# --------------------------------------------------------------------------- mixing
-def mixing_weights(sizes: Sequence[int], mode: str | Sequence[float] = "uniform") -> list[float]:
-    """Probabilities of drawing each dataset per batch.
-
-    Args:
-        sizes: dataset lengths.
-        mode: ``'uniform'`` (the original: no ``sample_ratio`` ⇒ 50/50 for two datasets),
-            ``'proportional'`` (∝ size), or explicit ratios (normalised).
-    """
-    if isinstance(mode, str):
-        if mode == "uniform":
-            raw = [1.0] * len(sizes)
-        elif mode == "proportional":
-            raw = [float(s) for s in sizes]
-        else:
-            raise ValueError(f"mixing mode must be 'uniform', 'proportional' or a list of ratios, got {mode!r}")
-    else:
-        raw = [float(r) for r in mode]
-        if len(raw) != len(sizes):
-            raise ValueError(f"{len(raw)} mixing ratios for {len(sizes)} datasets")
-    if any(r < 0 for r in raw) or sum(raw) <= 0:
-        raise ValueError(f"mixing ratios must be >= 0 with a positive sum, got {raw}")
-    total = sum(raw)
-    return [r / total for r in raw]
-
-
-class MixedBatchSampler(torch.utils.data.Sampler):
-    """Batches from several datasets concatenated as a ``torch.utils.data.ConcatDataset``.
-
-    Each batch comes whole from one dataset chosen with `mixing_weights` (``MultiIterLoader``);
-    within a dataset, indices follow a per-epoch permutation that restarts when exhausted.
-    Deterministic for (seed, epoch); ``rank``/``world_size`` take every world_size-th batch.
-    """
-
-    def __init__(self, sizes: Sequence[int], batch_size: int, num_batches: int, weights: str | Sequence[float] = "uniform", seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
-        if any(s <= 0 for s in sizes):
-            raise ValueError(f"every mixed dataset needs at least one sample, got sizes {list(sizes)}")
-        self.sizes, self.batch_size, self.num_batches = list(sizes), batch_size, num_batches
-        self.weights = mixing_weights(sizes, weights)
-        self.seed, self.epoch, self.rank, self.world_size = seed, 0, rank, world_size
-        self.offsets = np.cumsum([0] + self.sizes[:-1]).tolist()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.num_batches, self.world_size))
-
-    def __iter__(self) -> Iterator[list[int]]:
-        g = np.random.default_rng([self.seed, self.epoch])
-        perms = [g.permutation(s) for s in self.sizes]
-        pos = [0] * len(self.sizes)
-        for b in range(self.num_batches):
-            d = int(g.choice(len(self.sizes), p=self.weights))
-            batch = []
-            for _ in range(self.batch_size):
-                if pos[d] == self.sizes[d]:
-                    perms[d], pos[d] = g.permutation(self.sizes[d]), 0
-                batch.append(self.offsets[d] + int(perms[d][pos[d]]))
-                pos[d] += 1
-            if b % self.world_size == self.rank:
-                yield batch
 
 
 def merge_stats(stats: Sequence[DataErrorStats | dict[str, Any]]) -> DataErrorStats:

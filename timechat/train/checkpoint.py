@@ -253,7 +253,7 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    # Names must be those of the plain model: DDP adds `module.`, torch.compile `_orig_mod.`.
+    """The plain model under DDP (`module.`) and torch.compile (`_orig_mod.`) wrappers."""
     while True:
         if isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module

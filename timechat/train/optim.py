@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from timechat.train.checkpoint import _unwrap  # the plain model under DDP / torch.compile
+
 __all__ = [
     "NO_DECAY_NAME_PARTS",
     "build_optimizer",
@@ -32,16 +34,6 @@ __all__ = [
 NO_DECAY_NAME_PARTS = ("bias", "ln", "bn")
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    # DDP adds `module.` and torch.compile `_orig_mod.`; neither changes the decay decision, but
-    # reported names should match the plain model's.
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def build_param_groups(
