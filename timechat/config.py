@@ -90,6 +90,10 @@ class RunConfig:
     export_original: bool = True
     """Also write the trainable weights in the original `timechat_7b.pth` layout at the end."""
     device: str = "auto"
+    synthetic_data: Optional[dict[str, Any]] = None
+    """Generate the built-in synthetic dataset before training if it is not there yet: keyword
+    arguments of `timechat.data.synthetic.generate_synthetic_dataset` (`out_dir` required); a no-op
+    when the existing dataset was made with the same arguments."""
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16", "fp16"):

@@ -92,6 +92,8 @@ class TrainRecipe:
             self.config_text = OmegaConf.to_yaml(OmegaConf.create(self.resolved))
         dist_utils.barrier()
 
+        if self.run.synthetic_data is not None:
+            self._prepare_synthetic(dict(self.run.synthetic_data))
         model_section = self.resolved["model"]
         self.model, self.tokenizers, self.load_reports = build_model_and_tokenizers(model_section)
         self.model_cfg = self.model.cfg
@@ -115,6 +117,21 @@ class TrainRecipe:
         self._maybe_resume()
 
     # -- setup ----------------------------------------------------------------------------------
+    def _prepare_synthetic(self, kwargs: dict[str, Any]) -> None:
+        """Rank 0 writes the built-in dataset (a no-op if already there with these settings)."""
+        from timechat.data.synthetic import generate_synthetic_dataset
+
+        if "out_dir" not in kwargs:
+            raise KeyError("run.synthetic_data needs out_dir")
+        if self.dist.is_main:
+            for key in ("duration",):
+                if isinstance(kwargs.get(key), list):
+                    kwargs[key] = tuple(kwargs[key])
+            summary = generate_synthetic_dataset(kwargs.pop("out_dir"), **kwargs)
+            logger.info("synthetic data in %s (%s)", summary.out_dir,
+                        "generated" if summary.regenerated else "already there")
+        dist_utils.barrier()
+
     def _device(self) -> torch.device:
         if self.run.device != "auto":
             return torch.device(self.run.device)
