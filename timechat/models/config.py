@@ -38,6 +38,10 @@ class VisionConfig:
     layer_norm_eps: float = 1e-6
     ln_vision_eps: float = 1e-5
     """`ln_vision` (from InstructBLIP) uses PyTorch's default eps, not the ViT's."""
+    init_seed: int | None = None
+    """Seed of the ViT's random init, independent of the global RNG. A frozen ViT that no checkpoint
+    file provides (a model trained from scratch) is then the same tensor in training and evaluation;
+    checkpoints store trainable weights only."""
 
     @property
     def num_tokens(self) -> int:

@@ -50,7 +50,12 @@ class EvaViT(nn.Module):
             initializer_range=0.02,
         )
         hf_cfg._attn_implementation = "sdpa"
-        self.model = InstructBlipVisionModel(hf_cfg)
+        if cfg.init_seed is None:
+            self.model = InstructBlipVisionModel(hf_cfg)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.init_seed)
+                self.model = InstructBlipVisionModel(hf_cfg)
         # TimeChat reads the last block's output directly; `ln_vision` follows outside this module.
         self.model.post_layernorm = nn.Identity()
 
