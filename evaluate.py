@@ -11,7 +11,6 @@ file, `report.json`, `report.md` and plots into `output_dir`; an interrupted run
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -20,22 +19,13 @@ import sys
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg-path", "--cfg_path", required=True, help="YAML config (eval_configs/...)")
-    parser.add_argument("--options", nargs="*", default=[], help="key=value overrides (also accepted positionally)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from timechat.config import load_config
+    from timechat.config import load_config_from_cli
     from timechat.eval.run import run_evaluation
     from timechat.train.distributed import cleanup, read_launcher_env
     from timechat.train.logging import setup_logging
 
-    cfg = load_config(args.cfg_path, list(args.options) + list(args.overrides))
+    cfg = load_config_from_cli(argv, __doc__, "eval_configs")
     rank = read_launcher_env()[0]
     setup_logging(str(cfg.output_dir), rank, filename="eval.log")
     try:

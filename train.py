@@ -9,7 +9,6 @@ Overrides use dot keys, e.g. `run.max_steps=4 output_dir=outputs/try model.confi
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -18,21 +17,12 @@ import sys
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg-path", "--cfg_path", required=True, help="YAML config (train_configs/...)")
-    parser.add_argument("--options", nargs="*", default=[], help="key=value overrides (also accepted positionally)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from timechat.config import load_config
+    from timechat.config import load_config_from_cli
     from timechat.train.logging import setup_logging
     from timechat.train.recipe import TrainRecipe
 
-    cfg = load_config(args.cfg_path, list(args.options) + list(args.overrides))
+    cfg = load_config_from_cli(argv, __doc__, "train_configs")
     rank = int(os.environ.get("RANK", "0"))
     setup_logging(cfg.output_dir if "output_dir" in cfg else None, rank)
     recipe = TrainRecipe(cfg)

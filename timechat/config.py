@@ -177,6 +177,18 @@ class EvalConfig:
             raise ValueError(f"eval.timestamp_tokenizer must be null, 'llama' or 'bert', got {self.timestamp_tokenizer!r}")
 
 
+def load_config_from_cli(argv: list[str] | None, description: str, config_dir: str) -> DictConfig:
+    """`--cfg-path X.yaml [--options k=v ...] [k=v ...]` (the entry points' command line) -> config."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cfg-path", "--cfg_path", required=True, help=f"YAML config ({config_dir}/...)")
+    parser.add_argument("--options", nargs="*", default=[], help="key=value overrides (also accepted positionally)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides")
+    args = parser.parse_args(argv)
+    return load_config(args.cfg_path, list(args.options) + list(args.overrides))
+
+
 def _check_keys(cfg: DictConfig, where: str, allowed: set[str]) -> None:
     unknown = sorted(set(cfg.keys()) - allowed)
     if unknown:

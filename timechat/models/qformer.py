@@ -18,12 +18,12 @@ from transformers import Blip2QFormerConfig, Blip2QFormerModel, InstructBlipQFor
 from timechat.models.config import QFormerConfig, VideoQFormerConfig
 
 
-def build_frame_qformer(cfg: QFormerConfig, encoder_width: int) -> InstructBlipQFormerModel:
-    """Frame Q-Former reading the ViT tokens (`encoder_width` = ViT width)."""
-    hf_cfg = InstructBlipQFormerConfig(
+def _bert_kwargs(cfg: QFormerConfig, num_layers: int, cross_attention_freq: int, encoder_width: int) -> dict:
+    """The BERT settings both Q-Formers share (widths, dropout, norms, init)."""
+    return dict(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_layers,
+        num_hidden_layers=num_layers,
         num_attention_heads=cfg.num_heads,
         intermediate_size=cfg.intermediate_size,
         hidden_act="gelu",
@@ -31,10 +31,16 @@ def build_frame_qformer(cfg: QFormerConfig, encoder_width: int) -> InstructBlipQ
         attention_probs_dropout_prob=cfg.attention_dropout,
         max_position_embeddings=cfg.max_position_embeddings,
         layer_norm_eps=cfg.layer_norm_eps,
-        cross_attention_frequency=cfg.cross_attention_freq,
+        cross_attention_frequency=cross_attention_freq,
         encoder_hidden_size=encoder_width,
-        pad_token_id=0,
         initializer_range=cfg.initializer_range,
+    )
+
+
+def build_frame_qformer(cfg: QFormerConfig, encoder_width: int) -> InstructBlipQFormerModel:
+    """Frame Q-Former reading the ViT tokens (`encoder_width` = ViT width)."""
+    hf_cfg = InstructBlipQFormerConfig(
+        **_bert_kwargs(cfg, cfg.num_layers, cfg.cross_attention_freq, encoder_width), pad_token_id=0
     )
     hf_cfg._attn_implementation = "sdpa"
     return InstructBlipQFormerModel(hf_cfg)
@@ -43,19 +49,7 @@ def build_frame_qformer(cfg: QFormerConfig, encoder_width: int) -> InstructBlipQ
 def build_video_qformer(cfg: QFormerConfig, video_cfg: VideoQFormerConfig) -> Blip2QFormerModel:
     """Video Q-Former: queries cross-attend to the frame states of one window (width = Q-Former width)."""
     hf_cfg = Blip2QFormerConfig(
-        vocab_size=cfg.vocab_size,
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=video_cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        intermediate_size=cfg.intermediate_size,
-        hidden_act="gelu",
-        hidden_dropout_prob=cfg.dropout,
-        attention_probs_dropout_prob=cfg.attention_dropout,
-        max_position_embeddings=cfg.max_position_embeddings,
-        layer_norm_eps=cfg.layer_norm_eps,
-        cross_attention_frequency=video_cfg.cross_attention_freq,
-        encoder_hidden_size=cfg.hidden_size,
-        initializer_range=cfg.initializer_range,
+        **_bert_kwargs(cfg, video_cfg.num_layers, video_cfg.cross_attention_freq, cfg.hidden_size)
     )
     hf_cfg._attn_implementation = "sdpa"
     return Blip2QFormerModel(hf_cfg)
