@@ -27,6 +27,22 @@ def read_json(path: str | Path) -> Any:
         raise MetricInputError(f"{path}: not valid JSON ({e})") from e
 
 
+def read_coco_gt(path: str | Path) -> dict:
+    """A COCO-style gt file (``{"annotations": [...]}``), as the TVG and DVC scripts read it."""
+    data = read_json(path)
+    if not isinstance(data, dict) or "annotations" not in data:
+        raise MetricInputError(f"{path}: expected an object with an 'annotations' list")
+    return data
+
+
+def read_keyed_predictions(path: str | Path, key: str) -> dict:
+    """A prediction file that is one JSON object keyed by `key` (query id, video key)."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise MetricInputError(f"{path}: expected an object keyed by {key}")
+    return data
+
+
 def read_jsonl(path: str | Path) -> list[Any]:
     """Load a JSON Lines file (one object per line), as the original VHD loader does."""
     path = Path(path)

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 from pycocoevalcap.cider.cider_scorer import CiderScorer
 
-from timechat.metrics._common import MetricInputError, read_json
+from timechat.metrics._common import MetricInputError, read_coco_gt, read_keyed_predictions
 from timechat.metrics._java import PTB_PUNCTUATIONS, JavaSession
 
 IOU_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
@@ -452,15 +452,9 @@ def _dvc_metrics(predictions: Mapping[str, Any], gt_videos: list, split_id: int,
 
 def load_dvc_gt(path: str | Path) -> dict:
     """Read a DVC gt file (``{"annotations": [...]}``)."""
-    data = read_json(path)
-    if not isinstance(data, Mapping) or "annotations" not in data:
-        raise MetricInputError(f"{path}: expected an object with an 'annotations' list")
-    return data
+    return read_coco_gt(path)
 
 
 def load_dvc_pred(path: str | Path) -> dict:
     """Read a DVC prediction file (object keyed by video key)."""
-    data = read_json(path)
-    if not isinstance(data, Mapping):
-        raise MetricInputError(f"{path}: expected an object keyed by video key")
-    return data
+    return read_keyed_predictions(path, "video key")

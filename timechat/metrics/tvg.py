@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from timechat.metrics._common import MetricInputError, read_json
+from timechat.metrics._common import MetricInputError, read_coco_gt, read_keyed_predictions
 
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)
 
@@ -158,15 +158,9 @@ def tvg_metrics(
 
 def load_tvg_gt(path: str | Path) -> dict:
     """Read a TVG gt file (``{"annotations": [...]}``)."""
-    data = read_json(path)
-    if not isinstance(data, Mapping) or "annotations" not in data:
-        raise MetricInputError(f"{path}: expected an object with an 'annotations' list")
-    return data
+    return read_coco_gt(path)
 
 
 def load_tvg_pred(path: str | Path) -> dict:
     """Read a TVG prediction file (object keyed by query id)."""
-    data = read_json(path)
-    if not isinstance(data, Mapping):
-        raise MetricInputError(f"{path}: expected an object keyed by query id")
-    return data
+    return read_keyed_predictions(path, "query id")

@@ -104,7 +104,7 @@ def timechat_tiny(**overrides: Any) -> TimeChatConfig:
 MODEL_PRESETS = {"timechat_7b": timechat_7b, "timechat_tiny": timechat_tiny}
 
 
-def _load_llm(cfg: TimeChatConfig, llama_dir: str | None, device: torch.device | str | None):
+def _load_llm(cfg: TimeChatConfig, llama_dir: str | None):
     from transformers import LlamaForCausalLM
 
     if llama_dir is None:
@@ -139,7 +139,7 @@ def build_timechat(
     """
     files = files or ModelFiles()
     reports: list[LoadReport] = []
-    llm = _load_llm(cfg, files.resolve("llama"), device)
+    llm = _load_llm(cfg, files.resolve("llama"))
     model = TimeChat(cfg, llm=llm)
     if llm is not None:
         reports.append(LoadReport(files.resolve("llama") or "", "llama_hf_dir", notes=["HF from_pretrained"]))

@@ -91,7 +91,7 @@ def _tolerances(manifest: dict[str, Any]) -> dict[str, dict[str, float]]:
     }
 
 
-def _split_videos(golden: dict[str, torch.Tensor], prefix: str = "") -> tuple[Any, Any]:
+def _split_videos(golden: dict[str, torch.Tensor]) -> tuple[Any, Any]:
     """Images and timestamp dicts of a golden file: stacked tensors, or per-sample `.{i}` entries."""
     if "pixels" in golden:
         ts = {"input_ids": golden["timestamps.input_ids"], "attention_mask": golden["timestamps.attention_mask"]}

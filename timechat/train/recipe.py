@@ -110,6 +110,7 @@ class TrainRecipe:
         self.ddp_model = self.engine if self.engine is not None else self._wrap_ddp()
         self.step = 0
         self.iteration = 0
+        # Bad samples met by this rank, counted from the batches (so DataLoader workers included).
         self.data_errors = DataErrorStats()
         self.metrics = MetricLogger(self.output_dir, rank=self.rank, tensorboard=self.run.tensorboard,
                                     wandb=self.run.wandb, wandb_project=self.run.wandb_project,
@@ -280,7 +281,7 @@ class TrainRecipe:
         return contextlib.nullcontext()
 
     def _save(self) -> Path:
-        extra: dict[str, Any] = {"data_errors": self._data_errors().to_dict()}
+        extra: dict[str, Any] = {"data_errors": self.data_errors.to_dict()}
         if self.engine is not None:
             # ZeRO shards first (every rank writes its own); the step folder's COMPLETE marker, written
             # last, then vouches for both.
@@ -307,10 +308,6 @@ class TrainRecipe:
         for folder in self._deepspeed_dir().glob("step_*"):
             if folder.is_dir() and folder.name not in kept:
                 shutil.rmtree(folder, ignore_errors=True)
-
-    def _data_errors(self) -> DataErrorStats:
-        """Bad samples met by this rank so far (counted from the batches, so workers included)."""
-        return self.data_errors
 
     def _check_failure_rate(self, min_attempts: int = 100) -> None:
         e = self.data_errors
