@@ -14,6 +14,8 @@ import pytest
 
 from timechat.data.synthetic import (
     EVENT_TYPES,
+    TASKS,
+    TIMELINE_TEMPLATES,
     SyntheticConfig,
     generate_synthetic_dataset,
     load_events,
@@ -210,6 +212,25 @@ def test_dvc_answers_and_gt_match_events(small):
             assert [p.strip() for p in g["caption"].split(".") if len(p) > 5] == sentences
 
 
+def test_timeline_answers_list_shapes_by_type_not_by_time(small):
+    out, summary = small
+    assert "timeline" not in summary.eval_gt  # training-only task
+    reordered = 0
+    for split in SPLITS:
+        videos = load_events(out, split)
+        items = _items(out, "timeline", split)
+        assert len(items) == len(videos)
+        for v, item in zip(videos, items):
+            assert item["video"] == v["video"] and item["source"] == "synthetic_timeline"
+            assert item["QA"][0]["q"] in TIMELINE_TEMPLATES
+            rows = re.findall(r"(\w+) (\w+): (\d+\.\d) - (\d+\.\d) seconds\.", item["QA"][0]["a"])
+            by_type = sorted(v["events"], key=lambda e: e["type"])
+            assert rows == [(e["colour"], e["shape"], f"{e['start']:.1f}", f"{e['end']:.1f}") for e in by_type]
+            assert [e["type"] for e in by_type] == sorted(e["type"] for e in v["events"])
+            reordered += by_type != v["events"]
+    assert reordered > 0  # the listing order is not the time order for some videos
+
+
 def test_vhd_answers_and_gt_match_events(small):
     out, summary = small
     for split in SPLITS:
@@ -252,10 +273,10 @@ def test_vhd_saliency_peaks_inside_event(tmp_path):
 def test_train_all_merges_train_items(small):
     out, summary = small
     merged = _read(summary.train_all)
-    parts = [i for t in ("tvg", "dvc", "vhd") for i in _items(out, t, "train")]
+    parts = [i for t in TASKS for i in _items(out, t, "train")]
     key = lambda i: json.dumps(i, sort_keys=True)  # noqa: E731
     assert Counter(map(key, merged)) == Counter(map(key, parts))
-    assert {i["source"] for i in merged} == {"synthetic_tvg", "synthetic_dvc", "synthetic_vhd"}
+    assert {i["source"] for i in merged} == {f"synthetic_{t}" for t in TASKS}
 
 
 def test_templates_vary_and_tasks_subset(tmp_path):
@@ -375,3 +396,26 @@ def test_generation_speed(tmp_path):
     assert elapsed < 10.0, f"generation took {elapsed:.1f} s"
     print(f"30 videos x 10 s @ 64 px: {elapsed:.2f} s")
     assert math.isclose(s.seconds, elapsed, rel_tol=0.5)
+
+
+def test_baselines_script_first_event_oracle_and_rank_breakdown(small):
+    import importlib.util
+
+    out, summary = small
+    spec = importlib.util.spec_from_file_location("synthetic_baselines", Path(__file__).parents[2] / "scripts" / "synthetic_baselines.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    gt = _read(summary.eval_gt["tvg"]["test"])["annotations"]
+    videos = {v["file"]: v for v in load_events(out, "test")}
+    is_first = [a["timestamp"] == [videos[a["image_id"]]["events"][0]["start"], videos[a["image_id"]]["events"][0]["end"]]
+                for a in gt]
+    assert 0 < sum(is_first) < len(gt)  # some queries are about a later event
+    base = mod.baselines(out, "test")
+    assert base["oracle_first_event"]["R1@0.5"] == pytest.approx(100 * sum(is_first) / len(gt))
+    exact = {str(a["id"]): {"timestamp": [a["timestamp"]]} for a in gt}
+    assert all(r["R1@0.5"] == 100 for r in mod.by_event_rank(out, exact, "test").values())
+    first = {str(a["id"]): {"timestamp": [[videos[a["image_id"]]["events"][0]["start"],
+                                            videos[a["image_id"]]["events"][0]["end"]]]} for a in gt}
+    ranks = mod.by_event_rank(out, first, "test")
+    assert ranks["1"]["R1@0.5"] == 100 and all(ranks[k]["R1@0.5"] == 0 for k in ranks if k != "1")
+    assert sum(r["queries"] for r in ranks.values()) == len(gt)

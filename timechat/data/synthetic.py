@@ -25,6 +25,9 @@ Layout under ``out_dir``::
 
 ``{split}`` is ``train``/``val``/``test``; ``vid`` is ``syn_{split}_{index:05d}``; instruction
 ``video`` paths are relative to ``out_dir``. Ground-truth files only exist for the requested tasks.
+Tasks: ``tvg`` (one query per event), ``dvc`` (every event in time order), ``vhd`` (one query per
+event, saliency per 2-s clip) and the training-only ``timeline`` (every shape with its span, listed
+by shape type rather than by time; no eval ground truth).
 
 Each video has 1..``max_events`` events. An event is one shape type (a fixed colour + shape pair,
 e.g. "red square") that is visible on frame ``i`` exactly when ``start <= i / fps < end``, and
@@ -44,6 +47,9 @@ Why time is learnable from this data (a tiny model, 16 frames at 32-64 px, minut
   count frames.
 * The background is grey with a slow horizontal sine drift: it changes over time (so a frame
   difference alone does not mark an event) but never carries colour.
+* The ``timeline`` task names each shape right before its span, in an order unrelated to time, so
+  finding the span means finding the frames that show that shape. Grounding needs that same lookup
+  (query text -> frames); without this task the tiny model settles on "the first event" instead.
 * Saliency for highlight detection follows the shape's size, which swells from 75 % to 100 % in the
   middle of the event, weighted by how much of each 2-s clip the event covers; three "annotators"
   add a small deterministic jitter.
@@ -81,6 +87,7 @@ import numpy as np
 __all__ = [
     "EVENT_TYPES",
     "SPLITS",
+    "EVAL_TASKS",
     "TASKS",
     "SyntheticConfig",
     "SyntheticSummary",
@@ -91,7 +98,9 @@ __all__ = [
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
-TASKS = ("tvg", "dvc", "vhd")
+TASKS = ("tvg", "dvc", "vhd", "timeline")
+EVAL_TASKS = ("tvg", "dvc", "vhd")
+"""Tasks with evaluation ground truth; ``timeline`` is a training-only task (see `TIMELINE_TEMPLATES`)."""
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 _MANAGED_DIRS = ("videos", "annotations", "instruct")
 _MANIFEST = "manifest.json"
@@ -165,6 +174,26 @@ VHD_TEMPLATES = (
 )
 
 
+# Training-only "timeline" task: list each shape with the span it is visible, ordered by shape type
+# (the order of EVENT_TYPES), not by time. In that order the k-th answer line is not the k-th event,
+# so its span can only be found by looking up the frames that show the named shape: the same
+# text -> frames lookup that grounding needs, but with the shape named right before its span. In
+# our runs the tiny model never learned that lookup from grounding and dense captioning alone
+# (both can be answered early on by "the first event" / "the next event"); with this task it does.
+TIMELINE_TEMPLATES = (
+    "List every shape that appears in the video and when it is visible, as 'colour shape: start - "
+    "end seconds'.",
+    "For each coloured shape in the video, give the start and end time in seconds during which it "
+    "is visible.",
+    "Which shapes appear in the video, and when? Answer with each shape followed by its start and "
+    "end timestamps.",
+    "Name each shape shown in the video and the time span, in seconds, in which it can be seen.",
+    "Go through the shapes in the video one by one and give the start and end time of each.",
+    "For every shape visible in the video, report its colour, its shape and its start and end "
+    "timestamps in seconds.",
+)
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Everything that determines the generated dataset (stored in ``manifest.json``)."""
@@ -194,7 +223,8 @@ class SyntheticConfig:
     num_event_types: int = 4
     """How many of ``EVENT_TYPES`` are used (1..6); must be >= max_events."""
     tasks: tuple[str, ...] = TASKS
-    """Which tasks get instruction data and eval ground truth (subset of tvg, dvc, vhd)."""
+    """Which tasks get instruction data (subset of tvg, dvc, vhd, timeline); tvg, dvc and vhd also get
+    eval ground truth."""
     crf: int = 20
     """libx264 constant rate factor (lower = closer to the rendered frames, larger files)."""
 
@@ -603,6 +633,12 @@ def _dvc_answer(events: list[dict[str, Any]]) -> str:
     return " ".join(f"{ev['start']:.1f} - {ev['end']:.1f} seconds, {ev['sentence']}. " for ev in events)
 
 
+def _timeline_answer(events: list[dict[str, Any]]) -> str:
+    """``"red square: 2.0 - 4.0 seconds. green triangle: 4.0 - 10.0 seconds."``, by shape type."""
+    by_type = sorted(events, key=lambda ev: ev["type"])
+    return " ".join(f"{ev['colour']} {ev['shape']}: {ev['start']:.1f} - {ev['end']:.1f} seconds." for ev in by_type)
+
+
 def _saliency(
     cfg: SyntheticConfig, split: str, video: dict[str, Any], ev: dict[str, Any], qid: int
 ) -> tuple[list[int], list[list[int]]]:
@@ -656,10 +692,11 @@ def _pick(cfg: SyntheticConfig, templates: tuple[str, ...], task: str, split: st
 def _instruct_items(cfg: SyntheticConfig, split: str, task: str, videos: list[dict[str, Any]]) -> list[dict[str, Any]]:
     source = f"synthetic_{task}"
     items = []
-    if task == "dvc":
+    if task in ("dvc", "timeline"):
+        templates, answer = (DVC_TEMPLATES, _dvc_answer) if task == "dvc" else (TIMELINE_TEMPLATES, _timeline_answer)
         for i, v in enumerate(videos):
-            q = _pick(cfg, DVC_TEMPLATES, task, split, i)
-            items.append({"video": v["video"], "QA": [{"q": q, "a": _dvc_answer(v["events"])}], "source": source})
+            q = _pick(cfg, templates, task, split, i)
+            items.append({"video": v["video"], "QA": [{"q": q, "a": answer(v["events"])}], "source": source})
         return items
     for qid, v, ev in _queries(videos):
         if task == "tvg":
@@ -770,8 +807,8 @@ def _summary(
         events={s: ann / f"{s}.events.json" for s in splits},
         instruct={t: {s: ins / f"{t}_{s}.json" for s in splits} for t in cfg.tasks},
         train_all=ins / "train_all.json" if cfg.num_train > 0 else None,
-        eval_gt={t: {s: ann / gt_names[t].format(s) for s in splits} for t in cfg.tasks},
-        eval_queries={t: {s: ann / query_names[t].format(s) for s in splits} for t in cfg.tasks},
+        eval_gt={t: {s: ann / gt_names[t].format(s) for s in splits} for t in cfg.tasks if t in EVAL_TASKS},
+        eval_queries={t: {s: ann / query_names[t].format(s) for s in splits} for t in cfg.tasks if t in EVAL_TASKS},
         regenerated=regenerated,
         seconds=seconds,
     )
