@@ -3,9 +3,18 @@
 
 * mean_train_span: the mean (start, end) of the training events, for every query;
 * whole_video: [0, duration];
-* random_span: a uniformly random span inside the video (mean over 20 seeds).
+* random_span: a uniformly random span inside the video (mean over 20 seeds);
+* oracle_first_event: the exact span of the video's first event, whatever the query. Not a trivial
+  baseline (it reads the ground truth): it is the ceiling of a model that finds the first event
+  and ignores the query, which is where a tiny model that has not learned to ground the query's
+  text in the frames plateaus.
+
+With ``--predictions`` (an evaluate.py ``fmt_*_result.json``), the model's R1@0.5 is also broken
+down by the rank of the queried event in its video (1st, 2nd, 3rd event): a query-blind model
+scores near 0 on the later ones.
 
     python scripts/synthetic_baselines.py --data data/synthetic [--split test] [--out FILE.json]
+        [--predictions outputs/tiny_synthetic/eval/tvg_test/fmt_synthetic_test_f16_result.json]
 """
 
 from __future__ import annotations
@@ -40,7 +49,38 @@ def baselines(data: Path, split: str = "test") -> dict[str, dict[str, float]]:
             preds[str(a["id"])] = {"timestamp": [[s, e]]}
         runs.append(tvg_metrics(preds, gt))
     out["random_span"] = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
+    first = _first_event_spans(data, split)
+    out["oracle_first_event"] = tvg_metrics(
+        {str(a["id"]): {"timestamp": [first[a["image_id"]]]} for a in gt["annotations"]}, gt)
     return out
+
+
+def by_event_rank(data: Path, predictions: dict, split: str = "test") -> dict[str, dict[str, float]]:
+    """R1@0.5 of `predictions` per rank of the queried event in its video ("1", "2", ...)."""
+    gt = json.loads((data / "annotations" / f"tvg_{split}.caption_coco_format.json").read_text())["annotations"]
+    ranks = _event_ranks(data, split)
+    groups: dict[int, list] = {}
+    for a in gt:
+        groups.setdefault(ranks[(a["image_id"], tuple(a["timestamp"]))], []).append(a)
+    out = {}
+    for rank in sorted(groups):
+        rows = groups[rank]
+        preds = {str(a["id"]): predictions.get(str(a["id"]), {"timestamp": []}) for a in rows}
+        out[str(rank)] = {"queries": len(rows), "R1@0.5": tvg_metrics(preds, {"annotations": rows})["R1@0.5"]}
+    return out
+
+
+def _videos(data: Path, split: str) -> list[dict]:
+    return json.loads((data / "annotations" / f"{split}.events.json").read_text())["videos"]
+
+
+def _first_event_spans(data: Path, split: str) -> dict[str, list[float]]:
+    return {v["file"]: [v["events"][0]["start"], v["events"][0]["end"]] for v in _videos(data, split)}
+
+
+def _event_ranks(data: Path, split: str) -> dict[tuple[str, tuple[float, float]], int]:
+    # Events of one video never overlap, so (video file, span) names one event.
+    return {(v["file"], (e["start"], e["end"])): k + 1 for v in _videos(data, split) for k, e in enumerate(v["events"])}
 
 
 def _durations(data: Path, split: str) -> dict[str, float]:
@@ -53,8 +93,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/synthetic"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--predictions", type=Path, help="a model's fmt_*_result.json to break down by event rank")
     args = parser.parse_args()
     result = baselines(args.data, args.split)
+    if args.predictions:
+        result["model_by_event_rank"] = by_event_rank(args.data, json.loads(args.predictions.read_text()), args.split)
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
