@@ -84,8 +84,7 @@ def _event_ranks(data: Path, split: str) -> dict[tuple[str, tuple[float, float]]
 
 
 def _durations(data: Path, split: str) -> dict[str, float]:
-    dvc = json.loads((data / "annotations" / f"{split}.caption_coco_format.json").read_text())["annotations"]
-    return {a["image_id"]: float(a["duration"]) for a in dvc}
+    return {v["file"]: float(v["duration"]) for v in _videos(data, split)}
 
 
 def main() -> None:
