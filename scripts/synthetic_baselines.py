@@ -27,13 +27,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timechat.data.synthetic import load_events  # noqa: E402
 from timechat.metrics import tvg_metrics  # noqa: E402
 
 
 def baselines(data: Path, split: str = "test") -> dict[str, dict[str, float]]:
     gt = json.loads((data / "annotations" / f"tvg_{split}.caption_coco_format.json").read_text())
     train = json.loads((data / "annotations" / "tvg_train.caption_coco_format.json").read_text())["annotations"]
-    durations = _durations(data, split)
+    videos = load_events(data, split)
+    durations = {v["file"]: float(v["duration"]) for v in videos}
     mean_s = sum(a["timestamp"][0] for a in train) / len(train)
     mean_e = sum(a["timestamp"][1] for a in train) / len(train)
     out = {"mean_train_span": tvg_metrics({str(a["id"]): {"timestamp": [[mean_s, mean_e]]} for a in gt["annotations"]}, gt)}
@@ -49,7 +51,7 @@ def baselines(data: Path, split: str = "test") -> dict[str, dict[str, float]]:
             preds[str(a["id"])] = {"timestamp": [[s, e]]}
         runs.append(tvg_metrics(preds, gt))
     out["random_span"] = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
-    first = _first_event_spans(data, split)
+    first = {v["file"]: [v["events"][0]["start"], v["events"][0]["end"]] for v in videos}
     out["oracle_first_event"] = tvg_metrics(
         {str(a["id"]): {"timestamp": [first[a["image_id"]]]} for a in gt["annotations"]}, gt)
     return out
@@ -58,7 +60,8 @@ def baselines(data: Path, split: str = "test") -> dict[str, dict[str, float]]:
 def by_event_rank(data: Path, predictions: dict, split: str = "test") -> dict[str, dict[str, float]]:
     """R1@0.5 of `predictions` per rank of the queried event in its video ("1", "2", ...)."""
     gt = json.loads((data / "annotations" / f"tvg_{split}.caption_coco_format.json").read_text())["annotations"]
-    ranks = _event_ranks(data, split)
+    # Events of one video never overlap, so (video file, span) names one event.
+    ranks = {(v["file"], (e["start"], e["end"])): k + 1 for v in load_events(data, split) for k, e in enumerate(v["events"])}
     groups: dict[int, list] = {}
     for a in gt:
         groups.setdefault(ranks[(a["image_id"], tuple(a["timestamp"]))], []).append(a)
@@ -68,23 +71,6 @@ def by_event_rank(data: Path, predictions: dict, split: str = "test") -> dict[st
         preds = {str(a["id"]): predictions.get(str(a["id"]), {"timestamp": []}) for a in rows}
         out[str(rank)] = {"queries": len(rows), "R1@0.5": tvg_metrics(preds, {"annotations": rows})["R1@0.5"]}
     return out
-
-
-def _videos(data: Path, split: str) -> list[dict]:
-    return json.loads((data / "annotations" / f"{split}.events.json").read_text())["videos"]
-
-
-def _first_event_spans(data: Path, split: str) -> dict[str, list[float]]:
-    return {v["file"]: [v["events"][0]["start"], v["events"][0]["end"]] for v in _videos(data, split)}
-
-
-def _event_ranks(data: Path, split: str) -> dict[tuple[str, tuple[float, float]], int]:
-    # Events of one video never overlap, so (video file, span) names one event.
-    return {(v["file"], (e["start"], e["end"])): k + 1 for v in _videos(data, split) for k, e in enumerate(v["events"])}
-
-
-def _durations(data: Path, split: str) -> dict[str, float]:
-    return {v["file"]: float(v["duration"]) for v in _videos(data, split)}
 
 
 def main() -> None:

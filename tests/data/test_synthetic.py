@@ -226,7 +226,6 @@ def test_timeline_answers_list_shapes_by_type_not_by_time(small):
             rows = re.findall(r"(\w+) (\w+): (\d+\.\d) - (\d+\.\d) seconds\.", item["QA"][0]["a"])
             by_type = sorted(v["events"], key=lambda e: e["type"])
             assert rows == [(e["colour"], e["shape"], f"{e['start']:.1f}", f"{e['end']:.1f}") for e in by_type]
-            assert [e["type"] for e in by_type] == sorted(e["type"] for e in v["events"])
             reordered += by_type != v["events"]
     assert reordered > 0  # the listing order is not the time order for some videos
 
@@ -406,16 +405,14 @@ def test_baselines_script_first_event_oracle_and_rank_breakdown(small):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     gt = _read(summary.eval_gt["tvg"]["test"])["annotations"]
-    videos = {v["file"]: v for v in load_events(out, "test")}
-    is_first = [a["timestamp"] == [videos[a["image_id"]]["events"][0]["start"], videos[a["image_id"]]["events"][0]["end"]]
-                for a in gt]
+    first_span = {v["file"]: [v["events"][0]["start"], v["events"][0]["end"]] for v in load_events(out, "test")}
+    is_first = [a["timestamp"] == first_span[a["image_id"]] for a in gt]
     assert 0 < sum(is_first) < len(gt)  # some queries are about a later event
     base = mod.baselines(out, "test")
     assert base["oracle_first_event"]["R1@0.5"] == pytest.approx(100 * sum(is_first) / len(gt))
     exact = {str(a["id"]): {"timestamp": [a["timestamp"]]} for a in gt}
     assert all(r["R1@0.5"] == 100 for r in mod.by_event_rank(out, exact, "test").values())
-    first = {str(a["id"]): {"timestamp": [[videos[a["image_id"]]["events"][0]["start"],
-                                            videos[a["image_id"]]["events"][0]["end"]]]} for a in gt}
+    first = {str(a["id"]): {"timestamp": [first_span[a["image_id"]]]} for a in gt}
     ranks = mod.by_event_rank(out, first, "test")
     assert ranks["1"]["R1@0.5"] == 100 and all(ranks[k]["R1@0.5"] == 0 for k in ranks if k != "1")
     assert sum(r["queries"] for r in ranks.values()) == len(gt)

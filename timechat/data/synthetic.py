@@ -49,7 +49,7 @@ Why time is learnable from this data (a tiny model, 16 frames at 32-64 px, minut
   difference alone does not mark an event) but never carries colour.
 * The ``timeline`` task names each shape right before its span, in an order unrelated to time, so
   finding the span means finding the frames that show that shape. Grounding needs that same lookup
-  (query text -> frames); without this task the tiny model settles on "the first event" instead.
+  (query text -> frames); without it the tiny model settled on "the first event" in all our runs.
 * Saliency for highlight detection follows the shape's size, which swells from 75 % to 100 % in the
   middle of the event, weighted by how much of each 2-s clip the event covers; three "annotators"
   add a small deterministic jitter.
@@ -89,6 +89,7 @@ __all__ = [
     "SPLITS",
     "EVAL_TASKS",
     "TASKS",
+    "TIMELINE_TEMPLATES",
     "SyntheticConfig",
     "SyntheticSummary",
     "generate_synthetic_dataset",
@@ -179,7 +180,8 @@ VHD_TEMPLATES = (
 # so its span can only be found by looking up the frames that show the named shape: the same
 # text -> frames lookup that grounding needs, but with the shape named right before its span. In
 # our runs the tiny model never learned that lookup from grounding and dense captioning alone
-# (both can be answered early on by "the first event" / "the next event"); with this task it does.
+# (both can be answered early on by "the first event" / "the next event"); with this task it did in
+# some runs, not reliably (README, "The embedded default learns").
 TIMELINE_TEMPLATES = (
     "List every shape that appears in the video and when it is visible, as 'colour shape: start - "
     "end seconds'.",
