@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """Build the tiny tokenizers shipped in `timechat/assets/` (run once; the outputs are committed).
 
-* `tiny_tokenizer/`: a LLaMA-style SentencePiece BPE model (vocabulary 512: <unk>/<s>/</s> = 0/1/2,
+* `tiny_tokenizer/`: a LLaMA-style SentencePiece BPE model (vocabulary 768: <unk>/<s>/</s> = 0/1/2,
   256 byte-fallback pieces, split digits, identity normalisation, dummy prefix), trained on the
   synthetic dataset's instructions and answers, the evaluation prompts and the chat template, plus
-  a Llama-2-chat `tokenizer_config.json` (`legacy: false`). `<ImageHere>` gets id 512.
+  a Llama-2-chat `tokenizer_config.json` (`legacy: false`). `<ImageHere>` gets id 768. Every colour
+  and shape name of the synthetic videos is one piece ("▁yellow", "▁bar"): grounding has to match
+  the query's words to the frames, which is easier for the tiny model when each word is one token.
 * `tiny_bert/vocab.txt`: a small uncased WordPiece vocabulary covering the timestamp sentences
   ("This frame is sampled at 12.5 second."), so the `fixed` mode can use a BERT-style tokenizer.
 
@@ -19,11 +21,11 @@ import json
 import tempfile
 from pathlib import Path
 
-VOCAB_SIZE = 512
+VOCAB_SIZE = 768
 
 
 def corpus_lines() -> list[str]:
-    from timechat.data.synthetic import generate_synthetic_dataset
+    from timechat.data.synthetic import EVENT_TYPES, generate_synthetic_dataset
     from timechat.eval import prompts
 
     lines: list[str] = []
@@ -37,6 +39,10 @@ def corpus_lines() -> list[str]:
             lines.append(value)
     for name in getattr(prompts, "TASK_PROMPTS", {}):
         lines.append(prompts.TASK_PROMPTS[name])
+    # Weight every colour and shape name (also those the default 4 event types leave out) so that
+    # each becomes a single piece.
+    for colour, _, shape in EVENT_TYPES:
+        lines += [f"a {colour} {shape}"] * 30
     lines += ["[INST] <<SYS>>\n \n<</SYS>>\n\n<Video></Video> [/INST] </s><s>[INST]"] * 20
     for t in range(0, 200):
         lines.append(f"This frame is sampled at {t / 2:.1f} second. The video contains 16 frames sampled at "
