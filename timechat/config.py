@@ -95,6 +95,11 @@ class RunConfig:
     arguments of `timechat.data.synthetic.generate_synthetic_dataset` (`out_dir` required); a no-op
     when the existing dataset was made with the same arguments."""
 
+    build_feature_cache: bool = False
+    """Before training, compute the frozen-ViT features of every `datasets.<name>.feature_cache` that
+    are not there yet (rank 0, resumable; see `timechat.data.feature_cache`). False: the caches must
+    have been built with scripts/build_feature_cache.py."""
+
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"run.precision must be fp32, bf16 or fp16, got {self.precision!r}")

@@ -70,17 +70,46 @@ def test_torchrun_two_processes(synthetic_root, tmp_path):
     assert state["world_size"] == 2 and state["step"] == 4
 
 
-def test_bad_videos_are_counted_and_training_goes_on(synthetic_root, tmp_path):
+@pytest.mark.parametrize("frames", ["cached", "live"])
+def test_bad_videos_are_counted_and_training_goes_on(synthetic_root, tmp_path, frames):
+    """Cached: the build records the failures and the dataset reports them; live: decoded in a worker."""
     import shutil
 
     data = tmp_path / "data"
-    shutil.copytree(synthetic_root, data)
+    shutil.copytree(synthetic_root, data, ignore=shutil.ignore_patterns("features"))  # no cache from other tests
     videos = sorted((data / "synthetic/videos/train").glob("*.mp4"))
     videos[0].write_bytes(b"not a video at all")  # corrupt
     videos[1].unlink()  # missing
-    summary = _run(data, tmp_path / "run", "run.max_steps=6", "run.num_workers=1", "run.max_failure_rate=0.9")
+    live = [f"datasets.{n}.feature_cache=null" for n in ("synthetic_tvg", "synthetic_dvc", "synthetic_timeline")]
+    summary = _run(data, tmp_path / "run", "run.max_steps=6", "run.num_workers=1", "run.max_failure_rate=0.9",
+                   *(live if frames == "live" else []))
+    if frames == "cached":
+        failed = json.loads(next((data / "synthetic/features").glob("*/index.json")).read_text())["failed"]
+        assert sorted(f["video"] for f in failed) == sorted(f"videos/train/{v.name}" for v in videos[:2])
     errors = summary["data_errors"]
     assert summary["steps"] == 6
     assert errors["failures"] >= 1 and errors["attempts"] > errors["failures"]
     assert set(errors["by_reason"]) <= {"video_missing", "video_undecodable"}
     assert any(videos[0].name in ex or videos[1].name in ex for exs in errors["examples"].values() for ex in exs)
+
+
+def test_feature_cache_built_on_first_use_trains_like_live_frames(synthetic_root, tmp_path):
+    """run.build_feature_cache: the missing ViT features are computed before step 1 (one cache shared
+    by the three datasets), and training on them gives the live-frame losses; a rerun finds them."""
+    names = ("synthetic_tvg", "synthetic_dvc", "synthetic_timeline")
+    cache = tmp_path / "features"
+    cached = [*(f"datasets.{n}.feature_cache={cache}" for n in names), "run.build_feature_cache=true"]
+    live = _run(synthetic_root, tmp_path / "live", "run.max_steps=3", *(f"datasets.{n}.feature_cache=null" for n in names))
+    first = _run(synthetic_root, tmp_path / "cached", "run.max_steps=3", *cached)
+    index = json.loads((cache / "index.json").read_text())
+    assert len(index["videos"]) == 12  # every training video of the small dataset, once
+    torch.testing.assert_close(torch.tensor(first["losses"]), torch.tensor(live["losses"]), rtol=1e-5, atol=1e-6)
+    stamp = {p.name: p.stat().st_mtime_ns for p in (cache / "features").iterdir()}
+    again = _run(synthetic_root, tmp_path / "again", "run.max_steps=3", *cached)
+    assert again["losses"] == first["losses"]  # same random draws whether or not the cache was built
+    assert {p.name: p.stat().st_mtime_ns for p in (cache / "features").iterdir()} == stamp  # nothing rebuilt
+
+
+def test_feature_cache_refuses_random_frame_sampling(synthetic_root, tmp_path):
+    with pytest.raises(ValueError, match=r"datasets\.synthetic_tvg: .*sampling='rand'"):
+        _run(synthetic_root, tmp_path / "run", "run.max_steps=1", "datasets.synthetic_tvg.sampling=rand")

@@ -428,6 +428,21 @@ def write_index(out_dir: str | os.PathLike) -> Path:
 
 
 # --------------------------------------------------------------------------- dataset + collate
+def require_exact_caching(kw: dict[str, Any], where: str) -> None:
+    """Raise `ValueError` naming `where` unless the dataset settings `kw` sample uniformly without crop."""
+    problems = []
+    if kw["sampling"] != "uniform":
+        problems.append(f"sampling={kw['sampling']!r} draws different frames every epoch")
+    if kw["train_aug"]:
+        problems.append("train_aug=True draws a new random resized crop every epoch")
+    if problems:
+        raise ValueError(
+            f"{where}: cached ViT features are only exact for sampling='uniform' without crop (train_aug=False): "
+            + "; ".join(problems) + ". Set sampling: uniform and train_aug: false for this dataset, or train "
+            "from videos without the cache."
+        )
+
+
 class CachedFeatureDataset(VideoInstructDataset):
     """`VideoInstructDataset` whose items carry cached `image_features` (T, N_img, D_v) instead of `images`.
 
@@ -445,17 +460,7 @@ class CachedFeatureDataset(VideoInstructDataset):
 
     def __init__(self, base: VideoInstructDataset, cache: FeatureCache) -> None:
         kw = base.kw
-        problems = []
-        if kw["sampling"] != "uniform":
-            problems.append(f"sampling={kw['sampling']!r} draws different frames every epoch")
-        if kw["train_aug"]:
-            problems.append("train_aug=True draws a new random resized crop every epoch")
-        if problems:
-            raise ValueError(
-                "cached ViT features are only exact for sampling='uniform' without crop (train_aug=False): "
-                + "; ".join(problems) + ". Set sampling: uniform and train_aug: false for this dataset, or train "
-                "from videos without the cache."
-            )
+        require_exact_caching(kw, base.name)
         for key, have in (("n_frms", cache.n_frms), ("image_size", cache.image_size)):
             if kw[key] != have:
                 raise ValueError(f"feature cache {cache.root} was built with {key}={have}, the dataset asks for {kw[key]}")

@@ -170,11 +170,36 @@ class TrainRecipe:
 
     def _cached(self, name: str, dataset, cache_dir: str):
         """Serve precomputed `ln_vision` features instead of pixels (exact only for uniform, no crop)."""
-        from timechat.data.feature_cache import CachedFeatureDataset, FeatureCache
+        from timechat.data.feature_cache import CachedFeatureDataset, FeatureCache, require_exact_caching
 
         if not self.model_cfg.freeze_vit:
             raise ValueError(f"datasets.{name}.feature_cache needs a frozen ViT (model.config.freeze_vit=true)")
+        require_exact_caching(dataset.kw, f"datasets.{name}")
+        if self.run.build_feature_cache:
+            self._build_feature_cache(name, dataset, cache_dir)
         return CachedFeatureDataset(dataset, FeatureCache(cache_dir))
+
+    def _build_feature_cache(self, name: str, dataset, cache_dir: str) -> None:
+        """Rank 0 computes the entries of `cache_dir` that are missing (resumable); the others wait.
+
+        Runs under a forked torch RNG, so a run that builds the cache draws the same random numbers
+        afterwards as one that finds it complete.
+        """
+        from timechat.data.feature_cache import build_feature_cache
+
+        if self.dist.is_main:
+            videos = [r["video"] for r in dataset.records if isinstance(r, dict) and isinstance(r.get("video"), str)]
+            amp = self.run.precision if self.run.precision in AUTOCAST and self.device.type == "cuda" else None
+            t0 = time.perf_counter()
+            with torch.random.fork_rng(devices=[]):
+                report = build_feature_cache(
+                    self.model, videos, cache_dir, dataset.kw["n_frms"], dataset.kw["image_size"],
+                    videos_root=dataset.videos_root, autocast=amp, num_workers=self.run.num_workers,
+                    device=self.device,
+                )
+            logger.info("feature cache %s for %s: %d written, %d already there, %d failed (%.1f s)", cache_dir, name,
+                        len(report.written), len(report.skipped), len(report.failed), time.perf_counter() - t0)
+        dist_utils.barrier()
 
     def _build_data_iterator(self) -> MultiDatasetIterator:
         from timechat.data.feature_cache import CachedFeatureDataset, collate_cached
