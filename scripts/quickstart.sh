@@ -13,7 +13,8 @@ python -m pip install --quiet --upgrade pip
 python -c "import torch" 2>/dev/null || python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet -e ".[dev]"
 export HF_HUB_OFFLINE=1
-# (train.py generates data/synthetic on first use: run.synthetic_data in the config)
+# (train.py generates data/synthetic and the frozen-ViT feature cache on first use: run.synthetic_data and
+#  run.build_feature_cache in the config)
 python train.py --cfg-path train_configs/tiny_synthetic.yaml "$@"
 python evaluate.py --cfg-path eval_configs/tiny_synthetic.yaml
 python scripts/synthetic_baselines.py --data data/synthetic --out outputs/tiny_synthetic/baselines.json \
