@@ -21,7 +21,6 @@ import json
 import tempfile
 from pathlib import Path
 
-VOCAB_SIZE = 768
 
 
 def corpus_lines() -> list[str]:
@@ -53,9 +52,11 @@ def corpus_lines() -> list[str]:
 def build_sentencepiece(out: Path) -> None:
     import sentencepiece as spm
 
+    from timechat.models.builders import TINY_VOCAB_SIZE
+
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus_lines()), model_writer=model, model_type="bpe", vocab_size=VOCAB_SIZE,
+        sentence_iterator=iter(corpus_lines()), model_writer=model, model_type="bpe", vocab_size=TINY_VOCAB_SIZE,
         byte_fallback=True, split_digits=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
         add_dummy_prefix=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
         character_coverage=1.0, num_threads=1, max_sentence_length=8192, hard_vocab_limit=True,

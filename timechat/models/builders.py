@@ -74,29 +74,34 @@ def timechat_7b(**overrides: Any) -> TimeChatConfig:
     return TimeChatConfig(**overrides)
 
 
+TINY_VOCAB_SIZE = 768
+"""Pieces of `timechat/assets/tiny_tokenizer` (scripts/build_tiny_tokenizer.py); `<ImageHere>` is the next id."""
+
+
 def timechat_tiny(**overrides: Any) -> TimeChatConfig:
     """A tiny TimeChat for tests and the CPU default: same structure, small widths.
 
-    The tokenizer shipped in `timechat/assets/tiny_tokenizer` fixes the LLM vocabulary (768). The
-    Q-Former's word table has the same size: in the `compat` mode the training path feeds it the
-    timestamps as LLaMA token ids (the original's behaviour); `tiny_bert` ids are all smaller.
+    The tokenizer shipped in `timechat/assets/tiny_tokenizer` fixes the LLM vocabulary
+    (`TINY_VOCAB_SIZE`). The Q-Former's word table has the same size: in the `compat` mode the
+    training path feeds it the timestamps as LLaMA token ids (the original's behaviour);
+    `tiny_bert` ids are all smaller.
     """
     values: dict[str, Any] = dict(
         vision=VisionConfig(image_size=56, patch_size=14, width=64, depth=2, num_heads=4, mlp_hidden=128),
         qformer=QFormerConfig(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128,
-                              max_position_embeddings=64, vocab_size=768, num_query_tokens=4, dropout=0.0,
+                              max_position_embeddings=64, vocab_size=TINY_VOCAB_SIZE, num_query_tokens=4, dropout=0.0,
                               attention_dropout=0.0,
                               # Trained from scratch: BERT's 0.02 makes the cross-attention contribution
                               # vanish after two post-LN Q-Formers (the video tokens start out identical).
                               initializer_range=0.15),
         video_qformer=VideoQFormerConfig(num_layers=2, num_query_tokens=4),
         llm=LLMConfig(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=4, intermediate_size=256,
-                      vocab_size=768, max_position_embeddings=1024),
+                      vocab_size=TINY_VOCAB_SIZE, max_position_embeddings=1024),
         lora=LoraConfig(enabled=True, r=8, alpha=16, dropout=0.0),
         max_frame_pos=32,
         window_size=4,
         stride=4,
-        image_token_id=768,
+        image_token_id=TINY_VOCAB_SIZE,
     )
     values.update(overrides)
     return TimeChatConfig(**values)
