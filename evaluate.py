@@ -22,8 +22,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def main(argv: list[str] | None = None) -> int:
     from timechat.config import load_config_from_cli
     from timechat.eval.run import run_evaluation
-    from timechat.train.distributed import cleanup, read_launcher_env
-    from timechat.train.logging import setup_logging
+    from timechat.distributed import cleanup, read_launcher_env
+    from timechat.logs import setup_logging
 
     cfg = load_config_from_cli(argv, __doc__, "eval_configs")
     rank = read_launcher_env()[0]

@@ -19,7 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def main(argv: list[str] | None = None) -> int:
     from timechat.config import load_config_from_cli
-    from timechat.train.logging import setup_logging
+    from timechat.logs import setup_logging
     from timechat.train.recipe import TrainRecipe
 
     cfg = load_config_from_cli(argv, __doc__, "train_configs")
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if recipe.dist.is_main:
         print(json.dumps({k: v for k, v in summary.items() if k != "losses"} | {"final_loss": summary["losses"][-1]
                          if summary["losses"] else None}, indent=1))
-    from timechat.train.distributed import cleanup
+    from timechat.distributed import cleanup
 
     cleanup()
     return 0

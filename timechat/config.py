@@ -26,6 +26,8 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from timechat.io import atomic_write_text
+
 TOP_LEVEL_KEYS = {"paths", "output_dir", "model", "datasets", "run", "eval"}
 MODEL_KEYS = {"name", "config", "files", "tokenizer", "bert_tokenizer"}
 
@@ -266,9 +268,5 @@ def eval_config(cfg: DictConfig) -> EvalConfig:
 def save_config(cfg: DictConfig, path: str | os.PathLike) -> str:
     """Write the resolved config as YAML (atomically) and return the text."""
     text = OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return text

@@ -140,7 +140,8 @@ def test_resume_after_interruption(model, videos, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         build_feature_cache(model, ["a.mp4", "sub/b.mp4"], tmp_path, N_FRMS, SIZE, "fp16", batch_frames=4,
                             videos_root=videos)
-    assert [p for p in (tmp_path / "features").iterdir() if ".tmp-" in p.name]  # the interrupted write
+    # the interrupted write left neither a final .npy nor its temp file (timechat.io.atomic_path)
+    assert sorted(p.suffix for p in (tmp_path / "features").iterdir()) == [".json", ".npy"]
     monkeypatch.setattr(type(model), "encode_frames", real)
     cache = FeatureCache(tmp_path)
     assert cache.has("a.mp4") and not cache.has("sub/b.mp4") and len(cache) == 1

@@ -50,6 +50,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from timechat.io import atomic_path, atomic_write_json
 from timechat.data.collate import collate_train
 from timechat.data.conversation import build_train_text
 from timechat.data.datasets import DataErrorStats, SampleError, VideoInstructDataset, validate_record
@@ -81,12 +82,6 @@ def _stem(key: str) -> str:
     digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(key).stem)[:48]
     return f"{digest}_{name}"
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _to_numpy(feats: torch.Tensor, dtype: str) -> np.ndarray:
@@ -282,7 +277,7 @@ def _check_settings(root: Path, settings: dict[str, Any]) -> None:
     """Create `cache.json` or check that the existing one has the same settings and ViT."""
     path = root / SETTINGS_FILE
     if not path.is_file():
-        _write_json_atomic(path, settings)
+        atomic_write_json(path, settings)
         return
     old = json.loads(path.read_text(encoding="utf-8"))
     for key in ("format_version", "n_frms", "image_size", "sampling", "transform", "dtype", "autocast"):
@@ -373,7 +368,7 @@ def build_feature_cache(
         for done, item in enumerate(loader, 1):
             key, stem = item["key"], _stem(item["key"])
             if "error" in item:
-                _write_json_atomic(root / "failed" / f"{stem}.json",
+                atomic_write_json(root / "failed" / f"{stem}.json",
                                    {"video": key, "reason": item["error"], "detail": item["detail"]})
                 report.failed[key] = item["error"]
                 logger.warning("feature cache: cannot decode %s (%s)", key, item["detail"])
@@ -395,24 +390,23 @@ def _write_entry(model: torch.nn.Module, root: Path, stem: str, item: dict[str, 
     pixels, clip = item["pixels"], item["clip"]  # (T, 3, H, W)
     t = pixels.shape[0]
     npy = root / "features" / f"{stem}.npy"
-    tmp = npy.with_name(f".{npy.name}.tmp-{os.getpid()}")
-    out = None
-    for s in range(0, t, batch_frames):
-        with amp:
-            feats = model.encode_frames(pixels[s:s + batch_frames].to(device, non_blocking=True))  # (n, N_img, D_v)
-        if dtype == "fp16" and not torch.isfinite(feats.half()).all():
-            raise FeatureCacheError(f"{item['key']}: features overflow fp16; use dtype='bf16' or 'fp32'")
-        if out is None:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=_NUMPY[dtype], shape=(t, *feats.shape[1:]))
-        out[s:s + feats.shape[0]] = _to_numpy(feats, dtype)
-    out.flush()
-    shape = list(out.shape)
-    del out
-    os.replace(tmp, npy)
+    with atomic_path(npy, fsync=False) as tmp:
+        out = None
+        for s in range(0, t, batch_frames):
+            with amp:
+                feats = model.encode_frames(pixels[s:s + batch_frames].to(device, non_blocking=True))  # (n, N_img, D_v)
+            if dtype == "fp16" and not torch.isfinite(feats.half()).all():
+                raise FeatureCacheError(f"{item['key']}: features overflow fp16; use dtype='bf16' or 'fp32'")
+            if out is None:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=_NUMPY[dtype], shape=(t, *feats.shape[1:]))
+            out[s:s + feats.shape[0]] = _to_numpy(feats, dtype)
+        out.flush()
+        shape = list(out.shape)
+        del out
     meta = CachedClip(video=item["key"], file=f"features/{npy.name}", n_frames=t, indices=list(clip.indices),
                       fps=float(clip.fps), vlen=int(clip.vlen), timestamps=list(clip.timestamps), msg=clip.msg,
                       dtype=dtype, shape=shape, backend=clip.backend)
-    _write_json_atomic(root / "features" / f"{stem}.json", asdict(meta))  # last: marks the entry complete
+    atomic_write_json(root / "features" / f"{stem}.json", asdict(meta))  # last: marks the entry complete
 
 
 def write_index(out_dir: str | os.PathLike) -> Path:
@@ -423,7 +417,7 @@ def write_index(out_dir: str | os.PathLike) -> Path:
     settings = json.loads((root / SETTINGS_FILE).read_text(encoding="utf-8"))
     settings.pop("vit_fingerprint", None)
     path = root / INDEX_FILE
-    _write_json_atomic(path, {"settings": settings, "videos": entries, "failed": failed})
+    atomic_write_json(path, {"settings": settings, "videos": entries, "failed": failed})
     return path
 
 

@@ -84,6 +84,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from timechat.io import atomic_path, atomic_write_text
+
 __all__ = [
     "EVENT_TYPES",
     "SPLITS",
@@ -391,7 +393,7 @@ def generate_synthetic_dataset(
     # Manifest goes first: from here until the new manifest is written the directory reads as
     # incomplete, whatever happens.
     manifest_path.unlink(missing_ok=True)
-    _write_text_atomic(out / _MARKER, json.dumps(cfg.to_json()) + "\n")
+    atomic_write_text(out / _MARKER, json.dumps(cfg.to_json()) + "\n")
     for d in present:
         shutil.rmtree(out / d)
 
@@ -432,7 +434,7 @@ def generate_synthetic_dataset(
             for p in sorted(written)
         },
     }
-    _write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
     (out / _MARKER).unlink(missing_ok=True)
     return _summary(out, cfg, counts, regenerated=True, seconds=time.perf_counter() - t0)
 
@@ -597,8 +599,11 @@ def _encode_video(path: Path, frames: np.ndarray, cfg: SyntheticConfig) -> None:
     """Encode (T, H, W, 3) uint8 frames to H.264/yuv420p mp4 at cfg.fps, atomically."""
     import av  # local: keeps `import timechat.data.synthetic` free of the codec libraries
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    with atomic_path(path, fsync=False) as tmp:
+        _mux_h264(tmp, frames, cfg, av)
+
+
+def _mux_h264(tmp: Path, frames: np.ndarray, cfg: SyntheticConfig, av: Any) -> None:
     container = av.open(str(tmp), mode="w", format="mp4")
     try:
         stream = container.add_stream("libx264", rate=Fraction(cfg.fps).limit_denominator(1000))
@@ -616,7 +621,6 @@ def _encode_video(path: Path, frames: np.ndarray, cfg: SyntheticConfig) -> None:
             container.mux(packet)
     finally:
         container.close()
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -744,7 +748,7 @@ def _write_eval_gt(out: Path, cfg: SyntheticConfig, split: str, videos: list[dic
             }))
             rows.append({"image_id": v["file"], "caption": ev["sentence"], "id": qid, "duration": v["duration"]})
         path = ann / f"highlight_{split}_release.jsonl"
-        _write_text_atomic(path, "".join(line + "\n" for line in lines))
+        atomic_write_text(path, "".join(line + "\n" for line in lines))
         written.append(path)
         written.append(_write_json(ann / f"vhd_{split}.caption_coco_format.json", {"annotations": rows}))
     return written
@@ -755,16 +759,8 @@ def _write_eval_gt(out: Path, cfg: SyntheticConfig, split: str, videos: list[dic
 # ----------------------------------------------------------------------------------------------
 
 
-def _write_text_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def _write_json(path: Path, obj: Any) -> Path:
-    return _write_text_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
+    return atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
 
 
 def _sha256(path: Path) -> str:

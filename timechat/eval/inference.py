@@ -49,8 +49,9 @@ from timechat.data.collate import inference_timestamps
 from timechat.data.conversation import ChatState, postprocess_answer, segment_ids
 from timechat.eval.prompts import resolve_system
 from timechat.models.generation import GenerationConfig, generate
-from timechat.train import distributed as dist_utils
-from timechat.train.logging import Progress
+from timechat.io import atomic_write_json
+from timechat import distributed as dist_utils
+from timechat.logs import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -168,16 +169,6 @@ def merge_entries(samples: Sequence[EvalSample], entries: Sequence[dict[str, Any
     return merged, missing
 
 
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class RankWriter:
     """Appends JSON lines to this rank's result file with flush + fsync per line."""
 
@@ -273,7 +264,7 @@ class InferenceEngine:
         cfg: the eval settings.
         output_dir: where `results_rank{r}.jsonl` and `results.json` go (shared by all ranks).
         device: the model's device.
-        rank / world_size: this process's place (default: from `timechat.train.distributed`).
+        rank / world_size: this process's place (default: from `timechat.distributed`).
         signature: settings that identify the run (see `run_signature`); a resumed run must match.
     """
 
@@ -339,7 +330,8 @@ class InferenceEngine:
                     "use another output_dir or eval.resume=false to start afresh"
                 )
         if self.rank == 0:
-            _atomic_write_json(path, {"signature": sig, "settings": json.loads(json.dumps(self.signature, default=str))})
+            atomic_write_json(path, {"signature": sig, "settings": json.loads(json.dumps(self.signature, default=str))},
+                              ensure_ascii=False)
 
     def _start_fresh(self) -> None:
         for p in list(self.output_dir.glob("results_rank*.jsonl")) + [self.output_dir / MERGED_FILE]:
@@ -388,7 +380,7 @@ class InferenceEngine:
         if missing:
             raise RuntimeError(f"after all ranks finished, {len(missing)} sample(s) have no result line "
                                f"(e.g. {missing[0]!r}) in {self.output_dir}")
-        _atomic_write_json(self.output_dir / MERGED_FILE, merged)
+        atomic_write_json(self.output_dir / MERGED_FILE, merged, ensure_ascii=False)
         logger.info("merged %d results into %s", len(merged), self.output_dir / MERGED_FILE)
         return merged
 

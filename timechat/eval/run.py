@@ -29,8 +29,8 @@ from timechat import registry
 from timechat.config import eval_config, resolve_config, save_config
 from timechat.eval.inference import InferenceEngine
 from timechat.eval.report import build_report, write_report
-from timechat.train import checkpoint as ckpt_io
-from timechat.train import distributed as dist_utils
+from timechat import checkpoint as ckpt_io
+from timechat import distributed as dist_utils
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from timechat.train.checkpoint import _unwrap  # the plain model under DDP / torch.compile
+from timechat.checkpoint import unwrap_model  # the plain model under DDP / torch.compile
 
 __all__ = [
     "NO_DECAY_NAME_PARTS",
@@ -56,7 +56,7 @@ def build_param_groups(
     """
     decay, no_decay, decay_names, no_decay_names = [], [], [], []
     frozen_tensors = frozen_numel = 0
-    for name, p in _unwrap(model).named_parameters():
+    for name, p in unwrap_model(model).named_parameters():
         if not p.requires_grad:
             frozen_tensors += 1
             frozen_numel += p.numel()

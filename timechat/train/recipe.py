@@ -36,9 +36,9 @@ from timechat.data.collate import collate_train
 from timechat.data.datasets import DataErrorStats, merge_stats
 from timechat.factory import build_model_and_tokenizers
 from timechat.models.checkpoint import export_original_state_dict
-from timechat.train import checkpoint as ckpt_io
-from timechat.train import distributed as dist_utils
-from timechat.train.logging import MetricLogger, Progress
+from timechat import checkpoint as ckpt_io
+from timechat import distributed as dist_utils
+from timechat.logs import MetricLogger, Progress
 from timechat.train.mixing import MultiDatasetIterator, make_train_loader
 from timechat.train.optim import build_optimizer, clip_grad_norm
 

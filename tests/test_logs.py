@@ -9,7 +9,7 @@ import logging
 import pytest
 import torch
 
-from timechat.train.logging import MetricLogger, Progress, format_duration, setup_logging
+from timechat.logs import MetricLogger, Progress, format_duration, setup_logging
 
 
 def test_metric_logger_writes_jsonl_and_tensorboard(tmp_path):

@@ -19,7 +19,7 @@ leaves either the previous complete folders untouched or a ``*.tmp-*`` folder th
 ``latest_checkpoint`` never returns (and that the next save, or ``clean_tmp=True``, removes).
 
 Distributed use: rank 0 writes the shared files, every rank writes its RNG file, and the ranks meet
-at the ``barrier`` callable passed in (e.g. ``timechat.train.distributed.barrier``), so this module
+at the ``barrier`` callable passed in (e.g. ``timechat.distributed.barrier``), so this module
 never imports or initialises ``torch.distributed`` itself. The output folder must be on a
 filesystem shared by all ranks. Works with plain and DDP-wrapped models (identical optimizer state
 on every rank); sharded optimizers (FSDP/ZeRO) are out of scope.
@@ -50,9 +50,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from timechat.io import atomic_path, fsync_dir, fsync_file
+
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "unwrap_model",
     "CheckpointError",
     "capture_rng_state",
     "checkpoint_path",
@@ -252,7 +255,7 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain model under DDP (`module.`) and torch.compile (`_orig_mod.`) wrappers."""
     while True:
         if isinstance(model, nn.parallel.DistributedDataParallel):
@@ -274,7 +277,7 @@ def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """
     return {
         name: p.detach().to("cpu").contiguous()
-        for name, p in _unwrap(model).named_parameters()
+        for name, p in unwrap_model(model).named_parameters()
         if p.requires_grad
     }
 
@@ -306,7 +309,7 @@ def load_trainable_weights(
     if not file.is_file():
         raise CheckpointError(f"trainable weights not found: {file}")
     state = load_file(str(file))
-    params = dict(_unwrap(model).named_parameters())
+    params = dict(unwrap_model(model).named_parameters())
     problems = []
     if match == "trainable":
         trainable = {n for n, p in params.items() if p.requires_grad}
@@ -337,25 +340,6 @@ def load_trainable_weights(
 # --------------------------------------------------------------------------------------------
 # Save
 # --------------------------------------------------------------------------------------------
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes the renames/creations inside `path` durable (power loss); harmless where unsupported.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _torch_save(obj: Any, path: Path) -> None:
@@ -464,7 +448,7 @@ def save_checkpoint(
             json.dumps({"step": int(step), "format_version": FORMAT_VERSION, "files": files},
                        indent=1),
         )
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         old = None
         if final.exists():
             # os.replace cannot overwrite a non-empty folder: move the old one aside first (its
@@ -473,7 +457,7 @@ def save_checkpoint(
             os.replace(final, old)
             (old / COMPLETE_MARKER).unlink(missing_ok=True)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         if keep_last is not None:
@@ -520,7 +504,7 @@ def _write_shared_files(
     if not weights:
         raise CheckpointError("model has no trainable parameter; nothing to checkpoint")
     save_file(weights, str(tmp / TRAINABLE_FILE), metadata={"format": "pt"})
-    _fsync_file(tmp / TRAINABLE_FILE)
+    fsync_file(tmp / TRAINABLE_FILE)
     if optimizer is not None:
         _torch_save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
     if scheduler is not None:
@@ -642,8 +626,6 @@ def export_original_layout(
     if "model" in extra:
         raise ValueError("export_original_layout: `extra` must not contain 'model'")
     obj = {"model": {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}, **extra}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    _torch_save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        _torch_save(obj, tmp)
     return path

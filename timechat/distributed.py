@@ -7,7 +7,7 @@ Without those variables everything is a single-process no-op, so the same entry 
 ``python train.py`` and ``torchrun --nproc_per_node=8 train.py``.
 
 Unlike the original (TIMECHAT_SPEC.md section 4.6) this does not silence ``print`` on non-zero
-ranks and uses a finite timeout; logging is configured per rank in ``timechat.train.logging``.
+ranks and uses a finite timeout; logging is configured per rank in ``timechat.logs``.
 """
 
 from __future__ import annotations

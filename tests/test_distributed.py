@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from timechat.train import distributed as D
-from timechat.train.checkpoint import latest_checkpoint, load_checkpoint
+from timechat import distributed as D
+from timechat.checkpoint import latest_checkpoint, load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,8 +51,8 @@ _WORKER = textwrap.dedent(
     import json, os, sys
     import torch
     from torch import nn
-    from timechat.train import distributed as D
-    from timechat.train.checkpoint import save_checkpoint
+    from timechat import distributed as D
+    from timechat.checkpoint import save_checkpoint
 
     out = sys.argv[1]
     info = D.init_distributed()

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from timechat.train.checkpoint import (
+from timechat.checkpoint import (
     CheckpointError,
     checkpoint_path,
     export_original_layout,
@@ -206,7 +206,7 @@ _KILL_CHILD = textwrap.dedent(
     import sys, time
     import torch
     from torch import nn
-    from timechat.train.checkpoint import save_checkpoint
+    from timechat.checkpoint import save_checkpoint
 
     out, mode = sys.argv[1], sys.argv[2]
     model = nn.Module()
