@@ -22,7 +22,8 @@ Distributed use: rank 0 writes the shared files, every rank writes its RNG file,
 at the ``barrier`` callable passed in (e.g. ``timechat.distributed.barrier``), so this module
 never imports or initialises ``torch.distributed`` itself. The output folder must be on a
 filesystem shared by all ranks. Works with plain and DDP-wrapped models (identical optimizer state
-on every rank); sharded optimizers (FSDP/ZeRO) are out of scope.
+on every rank). Under DeepSpeed the recipe saves without the optimizer here and lets the engine
+write its ZeRO shards beside the step folders (``checkpoints/deepspeed/step_N``).
 
 Compared with the original (TIMECHAT_SPEC.md sections 2.5 and 4.8): the original saved
 ``{"model", "optimizer", "config", "scaler", "epoch"}`` at the end of each epoch and resumed with a
@@ -55,7 +56,6 @@ from timechat.io import atomic_path, fsync_dir, fsync_file
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "unwrap_model",
     "CheckpointError",
     "capture_rng_state",
     "checkpoint_path",
@@ -70,6 +70,7 @@ __all__ = [
     "restore_rng_state",
     "save_checkpoint",
     "trainable_state_dict",
+    "unwrap_model",
 ]
 
 CHECKPOINTS_DIR = "checkpoints"

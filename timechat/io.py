@@ -40,7 +40,7 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def tmp_path_for(path: Path) -> Path:
+def _tmp_path_for(path: Path) -> Path:
     """The staging name used for ``path``: hidden, beside it, unique per process."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
@@ -55,7 +55,7 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path_for(path)
+    tmp = _tmp_path_for(path)
     try:
         yield tmp
         if fsync:
