@@ -14,11 +14,9 @@ from typing import Any, Sequence
 
 import torch
 
-from timechat.data.conversation import IGNORE_INDEX, context_ids, left_pad, segment_ids
+from timechat.constants import IGNORE_INDEX, PAD_TOKEN_ID
+from timechat.data.conversation import context_ids, left_pad, segment_ids
 from timechat.data.tokenization import DEFAULT_TIMESTAMP_MAX_LENGTH, tokenize_timestamps
-
-PAD_TOKEN_ID = 0
-
 
 def pad_right(rows: Sequence[torch.Tensor], value: int) -> torch.Tensor:
     """Right-pad 1-D (L_i,) or 2-D (N_i, L_i) long tensors along the last dim and stack/concat.

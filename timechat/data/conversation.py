@@ -19,14 +19,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-IGNORE_INDEX = -100
-IMAGE_PATCH_TOKEN = "<ImageHere>"
+from timechat.constants import EVAL_SYSTEM, IGNORE_INDEX, IMAGE_PLACEHOLDER, TRAIN_SYSTEM  # noqa: F401 (re-exported)
+
 VIDEO_START, VIDEO_END = "<Video>", "</Video>"
-TRAIN_SYSTEM = " "
-EVAL_SYSTEM = (
-    "You are able to understand the visual content that the user provides. "
-    "Follow the instructions carefully and explain your answers in detail."
-)
 ROLES = ("USER", "ASSISTANT")
 INST_CLOSE = "[/INST] "
 
@@ -77,7 +72,7 @@ def build_train_messages(qa: Sequence[dict[str, str]], msg: str, n_video_tokens:
         if not isinstance(q, str) or not isinstance(a, str):
             raise ValueError(f"QA pair {k} needs string 'q' and 'a', got {sorted(pair)}")
         if k == 0:
-            q = VIDEO_START + IMAGE_PATCH_TOKEN * n_video_tokens + VIDEO_END + " " + msg + q
+            q = VIDEO_START + IMAGE_PLACEHOLDER * n_video_tokens + VIDEO_END + " " + msg + q
         sources += [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
     return sources
 
@@ -193,7 +188,7 @@ class ChatState:
 
     def upload_video(self, msg: str) -> None:
         """``Chat.upload_video_without_audio``: user message ``<Video><ImageHere></Video> {msg}``."""
-        self.messages.append([ROLES[0], VIDEO_START + IMAGE_PATCH_TOKEN + VIDEO_END + " " + msg])
+        self.messages.append([ROLES[0], VIDEO_START + IMAGE_PLACEHOLDER + VIDEO_END + " " + msg])
 
     def ask(self, text: str) -> None:
         """``Chat.ask``: join to the pending video message with one space, else a new user turn."""
@@ -216,7 +211,7 @@ class ChatState:
 
 def split_prompt(prompt: str) -> list[str]:
     """``prompt.split('<ImageHere>')`` (``Chat.get_context_emb``)."""
-    return prompt.split(IMAGE_PATCH_TOKEN)
+    return prompt.split(IMAGE_PLACEHOLDER)
 
 
 def segment_ids(prompt: str, tokenizer: Any) -> list[list[int]]:

@@ -50,6 +50,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from timechat.constants import DTYPE_NAMES, DTYPES, dtype_name
 from timechat.io import atomic_path, atomic_write_json
 from timechat.data.collate import collate_train
 from timechat.data.conversation import build_train_text
@@ -63,8 +64,6 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 SETTINGS_FILE = "cache.json"
 INDEX_FILE = "index.json"
-STORAGE_DTYPES = ("fp32", "fp16", "bf16")
-_TORCH = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _NUMPY = {"fp32": np.float32, "fp16": np.float16, "bf16": np.uint16}  # bf16: raw bits
 
 
@@ -86,7 +85,7 @@ def _stem(key: str) -> str:
 
 def _to_numpy(feats: torch.Tensor, dtype: str) -> np.ndarray:
     """(n, N_img, D_v) tensor -> numpy in the storage dtype (bf16 as its uint16 bit pattern)."""
-    x = feats.detach().to(_TORCH[dtype]).cpu()
+    x = feats.detach().to(DTYPES[dtype]).cpu()
     if dtype == "bf16":
         return x.view(torch.int16).numpy().view(np.uint16)
     return x.numpy()
@@ -333,15 +332,15 @@ def build_feature_cache(
     if not getattr(model.cfg, "freeze_vit", False):
         raise ValueError("build_feature_cache: the model's ViT is trainable (freeze_vit=False); cached features "
                          "would go stale as it trains. Only a frozen ViT can be cached.")
-    if dtype != "auto" and dtype not in STORAGE_DTYPES:
-        raise ValueError(f"dtype must be 'auto' or one of {STORAGE_DTYPES}, got {dtype!r}")
+    if dtype != "auto" and dtype not in DTYPE_NAMES:
+        raise ValueError(f"dtype must be 'auto' or one of {DTYPE_NAMES}, got {dtype!r}")
     if autocast not in (None, "bf16", "fp16"):
         raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {autocast!r}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     vit_dtype = model.visual_encoder.model.embeddings.patch_embedding.weight.dtype
     if dtype == "auto":
-        compute = _TORCH[autocast] if autocast else vit_dtype
-        dtype = {v: k for k, v in _TORCH.items()}[compute]
+        compute = DTYPES[autocast] if autocast else vit_dtype
+        dtype = dtype_name(compute)
     root = Path(out_dir)
     (root / "features").mkdir(parents=True, exist_ok=True)
     (root / "failed").mkdir(exist_ok=True)
@@ -362,7 +361,7 @@ def build_feature_cache(
     )
     was_training = model.training
     model.eval()
-    amp = (torch.autocast(device_type=device.type, dtype=_TORCH[autocast]) if autocast
+    amp = (torch.autocast(device_type=device.type, dtype=DTYPES[autocast]) if autocast
            else torch.autocast(device_type=device.type, enabled=False))
     try:
         for done, item in enumerate(loader, 1):

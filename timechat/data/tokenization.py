@@ -1,5 +1,6 @@
 """Tokenizers of the data pipeline: the LLaMA-2 prompt tokenizer and the BERT timestamp tokenizer.
 
+
 Mirrors what the original gets from ``transformers==4.34`` when it calls
 ``LlamaTokenizer.from_pretrained(path, use_fast=False)`` (``legacy: false``) followed by
 ``add_tokens(['<ImageHere>'], special_tokens=True)`` and ``pad_token = unk_token``
@@ -30,10 +31,11 @@ from typing import Any, Sequence
 
 import torch
 
+from timechat.constants import IMAGE_PLACEHOLDER
+
 logger = logging.getLogger(__name__)
 
 SPIECE_UNDERLINE = "\u2581"
-IMAGE_PATCH_TOKEN = "<ImageHere>"
 DEFAULT_TIMESTAMP_MAX_LENGTH = 32
 
 
@@ -61,7 +63,7 @@ class LlamaTokenizer:
         *,
         legacy: bool = False,
         add_bos_token: bool = True,
-        image_token: str = IMAGE_PATCH_TOKEN,
+        image_token: str = IMAGE_PLACEHOLDER,
     ) -> None:
         """Load a SentencePiece model.
 
@@ -107,7 +109,7 @@ class LlamaTokenizer:
         self.padding_side = "right"
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, image_token: str = IMAGE_PATCH_TOKEN) -> "LlamaTokenizer":
+    def from_pretrained(cls, directory: str | Path, image_token: str = IMAGE_PLACEHOLDER) -> "LlamaTokenizer":
         """Load ``tokenizer.model`` + ``tokenizer_config.json`` from a HF-style folder.
 
         Raises:

@@ -44,6 +44,7 @@ from typing import Any, Sequence
 
 import torch
 
+from timechat.constants import AUTOCAST_DTYPES
 from timechat.config import EvalConfig
 from timechat.data.collate import inference_timestamps
 from timechat.data.conversation import ChatState, postprocess_answer, segment_ids
@@ -60,7 +61,6 @@ MERGED_FILE = "results.json"
 SIGNATURE_FILE = "inference_signature.json"
 KILL_ENV = "TIMECHAT_EVAL_KILL_AFTER"
 """Test hook: a rank hard-exits (``os._exit(17)``, no cleanup) after writing this many lines."""
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Per-run fields of a rank-file line that the merged file leaves out (it must be deterministic).
 RUN_FIELDS = ("timing", "rank")
 
@@ -301,8 +301,8 @@ class InferenceEngine:
 
     # -- helpers -----------------------------------------------------------------------------
     def _autocast(self):
-        if self.cfg.precision in AUTOCAST:
-            return torch.autocast(device_type=self.device.type, dtype=AUTOCAST[self.cfg.precision])
+        if self.cfg.precision in AUTOCAST_DTYPES:
+            return torch.autocast(device_type=self.device.type, dtype=AUTOCAST_DTYPES[self.cfg.precision])
         return contextlib.nullcontext()
 
     def _gen_config(self, batch_index: int, round_index: int) -> GenerationConfig:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import string
 from pathlib import Path
 from typing import Sequence
+
+from timechat.constants import BENCHMARK_SYSTEM, CHAT_SYSTEM, EVAL_SYSTEM
 from timechat.data.asr import (  # noqa: F401 (re-exported)
     ASR_MAX_SEGMENTS,
     ASR_NONE,
@@ -38,25 +40,11 @@ from timechat.data.asr import (  # noqa: F401 (re-exported)
 # System texts (spec 5.2)
 # --------------------------------------------------------------------------------------------------
 
-#: ``evaluate.py`` overrides the conversation's system text with this sentence (DVC / TVG / VHD).
-SYSTEM_EVALUATE = (
-    "You are able to understand the visual content that the user provides. "
-    "Follow the instructions carefully and explain your answers in detail."
-)
-
-#: Default system text of ``conv_llava_llama_2`` (used when nothing overrides it, e.g. the demo).
-SYSTEM_LLAVA_LLAMA_2 = (
-    "You are a helpful language and vision assistant. You are able to understand the visual content "
-    "that the user provides, and assist the user with a variety of tasks using natural language."
-)
-
-#: System text of the QA benchmark scripts (MVBench, TempCompass, EgoSchema, Video-MME). The trailing
-#: newline is part of it; MVBench additionally prepends it to the question (see :func:`mvbench_prompt`).
-SYSTEM_BENCHMARK = (
-    "Carefully watch the video and pay attention to the cause and sequence of events, the detail and "
-    "movement of objects, and the action and pose of persons. Based on your observations, select the "
-    "best option that accurately addresses the question.\n"
-)
+#: ``evaluate.py`` overrides the conversation's system text with EVAL_SYSTEM (DVC / TVG / VHD); the
+#: QA benchmarks use BENCHMARK_SYSTEM (MVBench also prepends it to the question, see :func:`mvbench_prompt`).
+SYSTEM_EVALUATE = EVAL_SYSTEM
+SYSTEM_LLAVA_LLAMA_2 = CHAT_SYSTEM
+SYSTEM_BENCHMARK = BENCHMARK_SYSTEM
 
 #: System texts by the names the eval config uses (``eval.system``).
 SYSTEM_TEXTS: dict[str, str] = {

@@ -23,7 +23,8 @@ from timechat.models.config import (
     VideoQFormerConfig,
     VisionConfig,
 )
-from timechat.models.timechat import TORCH_DTYPES, TimeChat
+from timechat.constants import DTYPES
+from timechat.models.timechat import TimeChat
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def _load_llm(cfg: TimeChatConfig, llama_dir: str | None):
     if not Path(llama_dir).is_dir():
         raise FileNotFoundError(f"LLaMA directory not found: {llama_dir} (model.files.llama)")
     llm = LlamaForCausalLM.from_pretrained(
-        llama_dir, dtype=TORCH_DTYPES[cfg.dtype], attn_implementation="sdpa", device_map=None
+        llama_dir, dtype=DTYPES[cfg.dtype], attn_implementation="sdpa", device_map=None
     )
     # The LLM dimensions come from its config.json; keep ours in step so derived sizes agree.
     c = llm.config
@@ -166,7 +167,7 @@ def build_timechat(
     if ckpt_2:
         reports.append(load_original_file(model, ckpt_2, "ckpt_2",
                                           complete_groups=["frame_qformer", "video_branch", "llama_proj", "lora"]))
-    dtype = TORCH_DTYPES[cfg.dtype]
+    dtype = DTYPES[cfg.dtype]
     if dtype != torch.float32:
         model.cast_frozen(dtype)
     if device is not None:

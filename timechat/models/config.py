@@ -19,8 +19,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
+from timechat.constants import DTYPE_NAMES
+
 MODES = ("compat", "fixed")
-DTYPES = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -141,8 +142,8 @@ class TimeChatConfig:
                 setattr(self, name, _from_dict(sub, value, f"model.{name}"))
         if self.mode not in MODES:
             raise ValueError(f"model.mode must be one of {MODES}, got {self.mode!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"model.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.dtype not in DTYPE_NAMES:
+            raise ValueError(f"model.dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}")
         if self.fixed_timestamp_tokenizer not in ("bert", "llama"):
             raise ValueError("model.fixed_timestamp_tokenizer must be 'bert' or 'llama'")
         if self.stride > 0 and self.window_size <= 0:

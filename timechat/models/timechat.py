@@ -24,12 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from timechat.constants import BOS_TOKEN_ID, EOS_TOKEN_ID, IGNORE_INDEX, PAD_TOKEN_ID
 from timechat.models.config import TimeChatConfig
 from timechat.models.qformer import build_frame_qformer, build_video_qformer, init_query_tokens
 from timechat.models.vision import EvaViT, LayerNormFp32
 
-TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -53,9 +52,9 @@ def build_llm_from_config(cfg: TimeChatConfig) -> LlamaForCausalLM:
         rope_theta=cfg.llm.rope_theta,
         max_position_embeddings=cfg.llm.max_position_embeddings,
         tie_word_embeddings=cfg.llm.tie_word_embeddings,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
+        bos_token_id=BOS_TOKEN_ID,
+        eos_token_id=EOS_TOKEN_ID,
+        pad_token_id=PAD_TOKEN_ID,
         attention_bias=False,
         hidden_act="silu",
     )

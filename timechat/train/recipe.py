@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from timechat.constants import AUTOCAST_DTYPES
 from timechat import registry
 from timechat.config import RunConfig, resolve_config, run_config, save_config
 from timechat.data.collate import collate_train
@@ -43,9 +44,6 @@ from timechat.train.mixing import MultiDatasetIterator, make_train_loader
 from timechat.train.optim import build_optimizer, clip_grad_norm
 
 logger = logging.getLogger(__name__)
-
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -189,7 +187,7 @@ class TrainRecipe:
 
         if self.dist.is_main:
             videos = [r["video"] for r in dataset.records if isinstance(r, dict) and isinstance(r.get("video"), str)]
-            amp = self.run.precision if self.run.precision in AUTOCAST and self.device.type == "cuda" else None
+            amp = self.run.precision if self.run.precision in AUTOCAST_DTYPES and self.device.type == "cuda" else None
             t0 = time.perf_counter()
             with torch.random.fork_rng(devices=[]):
                 report = build_feature_cache(
@@ -301,8 +299,8 @@ class TrainRecipe:
         return min(total, self.run.max_steps) if self.run.max_steps is not None else total
 
     def _autocast(self):
-        if self.run.precision in AUTOCAST:
-            return torch.autocast(device_type=self.device.type, dtype=AUTOCAST[self.run.precision])
+        if self.run.precision in AUTOCAST_DTYPES:
+            return torch.autocast(device_type=self.device.type, dtype=AUTOCAST_DTYPES[self.run.precision])
         return contextlib.nullcontext()
 
     def _save(self) -> Path:
