@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from timechat.parity import ParityRow, format_rows  # noqa: E402
+from timechat.reference.compare import ParityRow, format_rows  # noqa: E402
 
 
 def fixture_kind(manifest: dict) -> str:
@@ -44,13 +44,13 @@ def run(fixture_dir: Path) -> list[ParityRow]:
     kind = fixture_kind(manifest)
     rows: list[ParityRow] = []
     if kind == "reference_model":
-        from timechat.data.parity import check_model_fixture_data
-        from timechat.models.parity import check_reference_model
+        from timechat.reference.data import check_model_fixture_data
+        from timechat.reference.model import check_reference_model
 
         rows += check_model_fixture_data(fixture_dir)
         rows += check_reference_model(fixture_dir)
     else:
-        from timechat.data.parity import check_reference_data
+        from timechat.reference.data import check_reference_data
 
         rows += check_reference_data(fixture_dir)
     return rows

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from timechat.data.parity import check_model_fixture_data, check_reference_data
-from timechat.parity import format_rows
+from timechat.reference.data import check_model_fixture_data, check_reference_data
+from timechat.reference.compare import format_rows
 
 
 def test_reference_data_parity(reference_data_dir):

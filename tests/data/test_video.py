@@ -15,11 +15,11 @@ from timechat.data.video import (
     load_video,
     pyav_read_frames,
     rand_indices,
-    sentences_from_msg,
     timestamp_sentences,
     timestamp_strings,
     uniform_indices,
 )
+from timechat.reference.data import sentences_from_msg
 
 
 def test_uniform_float_truncation_quirk():

@@ -13,7 +13,7 @@ import torch
 from timechat.models.builders import ModelFiles, build_timechat, count_parameters, timechat_7b, timechat_tiny
 from timechat.models.checkpoint import CheckpointKeyError, export_original_state_dict, read_checkpoint
 from timechat.models.generation import GenerationConfig, generate
-from timechat.models.parity import check_reference_model
+from timechat.reference.model import check_reference_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,7 @@ def _fixture_files(root: Path, ckpt: str) -> ModelFiles:
 def _fixture_cfg(root: Path):
     import json
 
-    from timechat.models.parity import config_from_manifest
+    from timechat.reference.model import config_from_manifest
 
     manifest = json.loads((root / "manifest.json").read_text())
     return config_from_manifest(manifest["model"], manifest["reference_model_config"]["eval"])

@@ -1,4 +1,4 @@
-"""Batch collation for training and the timestamp/context helpers of batched inference.
+"""Batch collation for training and the timestamp tokenization of batched inference.
 
 Mirrors ``Video_Instruct_Dataset.collater`` (right padding: ids 0, labels −100,
 ``attention_mask = input_ids != 0``; stacked images and re-padded timestamp rows when every video
@@ -15,7 +15,6 @@ from typing import Any, Sequence
 import torch
 
 from timechat.constants import IGNORE_INDEX, PAD_TOKEN_ID
-from timechat.data.conversation import context_ids, left_pad, segment_ids
 from timechat.data.tokenization import DEFAULT_TIMESTAMP_MAX_LENGTH, tokenize_timestamps
 
 def pad_right(rows: Sequence[torch.Tensor], value: int) -> torch.Tensor:
@@ -102,33 +101,3 @@ def inference_timestamps(
         flat = [x for s in sentences for x in s]
         return TimestampCalls("batched", [tokenize_timestamps(flat, tokenizer, max_length)], frames)
     return TimestampCalls("per_video", [tokenize_timestamps(s, tokenizer, max_length) for s in sentences], frames)
-
-
-@dataclass
-class InferenceContexts:
-    """Text side of one batched ``Chat.answer`` call.
-
-    Attributes:
-        segment_ids: per sample, the ids of each prompt segment (BOS on segment 0 only).
-        context_ids: (B, L) left-padded ids with visual positions written −1…−N and padding 0.
-        attention_mask: (B, L), 0 on left padding.
-        left_padding: pad count per sample.
-    """
-
-    segment_ids: list[list[list[int]]]
-    context_ids: list[list[int]]
-    attention_mask: list[list[int]]
-    left_padding: list[int]
-
-
-def inference_contexts(prompts: Sequence[str], n_visual: Sequence[int], tokenizer: Any) -> InferenceContexts:
-    """Segment ids and the left-padded context layout for a batch of prompts.
-
-    Args:
-        prompts: rendered prompts (each with one ``<ImageHere>``).
-        n_visual: visual tokens per sample (``num_video_tokens(T)``).
-    """
-    segs = [segment_ids(p, tokenizer) for p in prompts]
-    rows = [context_ids(s, n) for s, n in zip(segs, n_visual)]
-    padded, masks, pads = left_pad(rows, PAD_TOKEN_ID)
-    return InferenceContexts(segs, padded, masks, pads)

@@ -219,26 +219,6 @@ def segment_ids(prompt: str, tokenizer: Any) -> list[list[int]]:
     return [tokenizer.encode(seg, add_special_tokens=(i == 0)) for i, seg in enumerate(split_prompt(prompt))]
 
 
-def context_ids(segments: Sequence[Sequence[int]], n_visual: int) -> list[int]:
-    """One context as ids: segments with the visual tokens (written −1…−N) between them."""
-    out: list[int] = list(segments[0])
-    marker = 0
-    for seg in segments[1:]:
-        out += [-(marker + k + 1) for k in range(n_visual)]
-        marker += n_visual
-        out += list(seg)
-    return out
-
-
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[list[list[int]], list[list[int]], list[int]]:
-    """Left-pad contexts to the longest (batched ``Chat``): (rows, attention masks, pad counts)."""
-    width = max(len(r) for r in rows)
-    pads = [width - len(r) for r in rows]
-    padded = [[pad_id] * p + list(r) for p, r in zip(pads, rows)]
-    masks = [[0] * p + [1] * len(r) for p, r in zip(pads, rows)]
-    return padded, masks, pads
-
-
 def postprocess_answer(ids: Sequence[int], tokenizer: Any) -> str:
     """``Chat.answer`` post-processing of one generated row.
 

@@ -159,16 +159,6 @@ def timestamp_sentences(timestamps: Sequence[str]) -> list[str]:
     return [TIMESTAMP_SENTENCE.format(t) for t in timestamps]
 
 
-def sentences_from_msg(msg: str) -> list[str]:
-    """The original's re-parse of ``msg`` (``msg.split('at')[1]``, drop ``seconds.``, split on ',').
-
-    Kept to check `timestamp_sentences` against it; it only works because no word before
-    "sampled at" contains "at".
-    """
-    body = msg.split("at")[1].replace("seconds.", "").strip()
-    return [TIMESTAMP_SENTENCE.format(t.strip()) for t in body.split(",")]
-
-
 # --------------------------------------------------------------------------- decoding
 def _decord_open(path: str, height: int, width: int) -> Any:
     import decord

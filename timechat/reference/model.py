@@ -28,7 +28,7 @@ from timechat.models.config import (
     VisionConfig,
 )
 from timechat.models.generation import GenerationConfig, generate
-from timechat.parity import ParityRow, compare_close, compare_exact
+from timechat.reference.compare import ParityRow, compare_close, compare_exact
 
 
 def config_from_manifest(model: dict[str, Any], ref_cfg: dict[str, Any] | None = None) -> TimeChatConfig:

@@ -10,27 +10,102 @@ lengths or videos are hard-coded, so unseen fixture sets of the same layout work
   and pixels, the training text tensors, the inference prompt/segments/timestamps and the answer
   post-processing.
 
-Every comparison is a `timechat.parity.ParityRow` named ``data/<case>/<quantity>``.
+Every comparison is a `timechat.reference.compare.ParityRow` named ``data/<case>/<quantity>``.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from timechat.constants import PAD_TOKEN_ID
 from timechat.data.asr import asr_stem, asr_transcript, inject_asr, read_asr_lines
-from timechat.data.collate import collate_train, inference_contexts, inference_timestamps
-from timechat.data.conversation import EVAL_SYSTEM, ChatState, num_video_tokens, postprocess_answer, split_prompt
+from timechat.data.collate import collate_train, inference_timestamps
+from timechat.data.conversation import (
+    EVAL_SYSTEM,
+    ChatState,
+    num_video_tokens,
+    postprocess_answer,
+    segment_ids,
+    split_prompt,
+)
 from timechat.data.datasets import build_train_item
 from timechat.data.tokenization import LlamaTokenizer, load_bert_tokenizer, tokenize_timestamps
 from timechat.data.transforms import eval_transform, random_resized_crop_params, train_transform
-from timechat.data.video import load_video, pyav_read_frames, rand_indices, sentences_from_msg
-from timechat.parity import ParityRow, compare_close, compare_exact
+from timechat.data.video import TIMESTAMP_SENTENCE, load_video, pyav_read_frames, rand_indices
+from timechat.reference.compare import ParityRow, compare_close, compare_exact
+
+
+# =========================================================================== the original's views
+# What the original computes in a form the product does not need: the goldens record these
+# intermediate views (a re-parsed `msg`, contexts written as ids), so only the checks rebuild them.
+def sentences_from_msg(msg: str) -> list[str]:
+    """The original's re-parse of ``msg`` (``msg.split('at')[1]``, drop ``seconds.``, split on ',').
+
+    Checked against `timechat.data.video.timestamp_sentences`, which builds the same sentences
+    from the timestamps directly; the re-parse only works because no word before "sampled at"
+    contains "at".
+    """
+    body = msg.split("at")[1].replace("seconds.", "").strip()
+    return [TIMESTAMP_SENTENCE.format(t.strip()) for t in body.split(",")]
+
+
+def context_ids(segments: Sequence[Sequence[int]], n_visual: int) -> list[int]:
+    """One context as ids: segments with the visual tokens (written −1…−N) between them."""
+    out: list[int] = list(segments[0])
+    marker = 0
+    for seg in segments[1:]:
+        out += [-(marker + k + 1) for k in range(n_visual)]
+        marker += n_visual
+        out += list(seg)
+    return out
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[list[list[int]], list[list[int]], list[int]]:
+    """Left-pad contexts to the longest (batched ``Chat``): (rows, attention masks, pad counts)."""
+    width = max(len(r) for r in rows)
+    pads = [width - len(r) for r in rows]
+    padded = [[pad_id] * p + list(r) for p, r in zip(pads, rows)]
+    masks = [[0] * p + [1] * len(r) for p, r in zip(pads, rows)]
+    return padded, masks, pads
+
+
+@dataclass
+class InferenceContexts:
+    """Text side of one batched ``Chat.answer`` call.
+
+    Attributes:
+        segment_ids: per sample, the ids of each prompt segment (BOS on segment 0 only).
+        context_ids: (B, L) left-padded ids with visual positions written −1…−N and padding 0.
+        attention_mask: (B, L), 0 on left padding.
+        left_padding: pad count per sample.
+    """
+
+    segment_ids: list[list[list[int]]]
+    context_ids: list[list[int]]
+    attention_mask: list[list[int]]
+    left_padding: list[int]
+
+
+def inference_contexts(prompts: Sequence[str], n_visual: Sequence[int], tokenizer: Any) -> InferenceContexts:
+    """Segment ids and the left-padded context layout for a batch of prompts.
+
+    The model builds the same layout from embeddings (`TimeChat.build_context_embeds`).
+
+    Args:
+        prompts: rendered prompts (each with one ``<ImageHere>``).
+        n_visual: visual tokens per sample (``num_video_tokens(T)``).
+    """
+    segs = [segment_ids(p, tokenizer) for p in prompts]
+    rows = [context_ids(s, n) for s, n in zip(segs, n_visual)]
+    padded, masks, pads = left_pad(rows, PAD_TOKEN_ID)
+    return InferenceContexts(segs, padded, masks, pads)
 
 
 def _guard(rows: list[ParityRow], name: str, fn: Callable[[], list[ParityRow]]) -> None:
