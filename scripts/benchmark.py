@@ -631,8 +631,8 @@ def eval_batch(run: Runner, ctx: dict[str, Any], batch: dict[str, Any]) -> torch
     with torch.inference_mode(), run.amp():
         frames = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # (B*T, 3, H, W)
         feats = torch.cat([model.encode_frames(x) for x in frames.split(run.sizes.vit_chunk)])  # (B*T, N_img, D_v)
-        enc = model.encode_from_features(feats, b, t, ts["input_ids"].to(run.device), ts["attention_mask"].to(run.device))
-        embeds, mask = model.build_context_embeds(batch["segments"], list(enc.video_embeds))
+        video = model.encode_from_features(feats, b, t, ts["input_ids"].to(run.device), ts["attention_mask"].to(run.device))
+        embeds, mask = model.build_context_embeds(batch["segments"], list(video))
         cfg = GenerationConfig(max_new_tokens=run.sizes.new_tokens, eos_token_id=-1, max_context=100_000)
         out = generate(model.llama_model, embeds, mask, cfg)
     ctx["eval_context_len"] = int(embeds.shape[1])

@@ -13,7 +13,7 @@ import torch
 from timechat.models.builders import ModelFiles, build_timechat, count_parameters, timechat_7b, timechat_tiny
 from timechat.models.checkpoint import CheckpointKeyError, export_original_state_dict, read_checkpoint
 from timechat.models.generation import GenerationConfig, generate
-from timechat.reference.model import check_reference_model
+from timechat.reference.model import capture_stages, check_reference_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,15 +121,18 @@ def test_window_token_counts(t, window, stride, expected):
     cfg = model.cfg
     pixels = torch.randn(1, 3, t, cfg.vision.image_size, cfg.vision.image_size)
     ids = torch.randint(3, 100, (t, 5))
-    enc = model.encode_video(pixels, ids, torch.ones_like(ids), return_stages=True)
+    with capture_stages(model) as stages:
+        video = model.encode_video(pixels, ids, torch.ones_like(ids))
     nv = cfg.video_qformer.num_query_tokens
-    assert enc.video_embeds.shape == (1, nv * expected, cfg.llm.hidden_size)
+    assert video.shape == (1, nv * expected, cfg.llm.hidden_size)
     assert cfg.num_video_tokens(t) == nv * expected
+    windows = stages["window_input"][0]
+    assert len(windows) == expected
     # overlapping windows with a short tail: the tail window holds the remaining frames only
     if stride > 0:
         last_start = (expected - 1) * stride
         rows = nv + 5
-        assert enc.stages[f"window_input.{expected - 1}"].shape[1] == (min(last_start + window, t) - last_start) * rows
+        assert windows[-1].shape[1] == (min(last_start + window, t) - last_start) * rows
 
 
 def test_window_batching_equals_one_by_one():
@@ -139,14 +142,15 @@ def test_window_batching_equals_one_by_one():
     pixels = torch.randn(1, 3, t, 56, 56)
     ids = torch.randint(3, 100, (t, 6))
     mask = torch.ones_like(ids)
-    enc = model.encode_video(pixels, ids, mask, return_stages=True)
-    frame = enc.stages["frame_hidden_state"]
+    with capture_stages(model) as stages:
+        video = model.encode_video(pixels, ids, mask)
+    frame = stages["frame_hidden_state"][0]
     outs = []
     for s in range(0, t, 3):
         win = frame[:, s:s + 4].reshape(1, -1, frame.shape[-1])
         q = model.video_query_tokens.expand(1, -1, -1)
         outs.append(model.llama_proj(model.video_qformer(query_embeds=q, encoder_hidden_states=win).last_hidden_state))
-    torch.testing.assert_close(enc.video_embeds, torch.cat(outs, dim=1), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(video, torch.cat(outs, dim=1), atol=1e-6, rtol=1e-5)
 
 
 def test_too_many_frames_is_a_clear_error():
@@ -163,12 +167,12 @@ def test_fixed_mode_ignores_timestamp_padding_compat_does_not():
     padded = torch.cat([ids, torch.zeros(4, 3, dtype=torch.long)], dim=1)
     mask, pmask = torch.ones_like(ids), torch.cat([torch.ones_like(ids), torch.zeros(4, 3, dtype=torch.long)], 1)
     fixed = _tiny(mode="fixed")
-    a = fixed.encode_video(pixels, ids, mask).video_embeds
-    b = fixed.encode_video(pixels, padded, pmask).video_embeds
+    a = fixed.encode_video(pixels, ids, mask)
+    b = fixed.encode_video(pixels, padded, pmask)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     compat = _tiny(mode="compat")
-    a = compat.encode_video(pixels, ids, mask).video_embeds
-    b = compat.encode_video(pixels, padded, pmask).video_embeds
+    a = compat.encode_video(pixels, ids, mask)
+    b = compat.encode_video(pixels, padded, pmask)
     assert (a - b).abs().max() > 1e-4  # the padded text rows reach the video Q-Former (issue #28)
 
 
@@ -246,3 +250,41 @@ def test_vit_init_seed_makes_a_frozen_random_vit_reproducible():
     torch.manual_seed(3)
     EvaViT(cfg)
     assert torch.equal(torch.rand(1), x)  # building with init_seed does not consume the global RNG
+
+
+def test_encode_batch_videos_layouts_agree():
+    """Stacked pixels, per-sample lists and cached ln_vision features give the same video tokens."""
+    model = _tiny()
+    t, size = 4, model.cfg.vision.image_size
+    pixels = torch.randn(2, 3, t, size, size)
+    ids = torch.randint(3, 100, (2 * t, 5))
+    ts = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    per_sample = [{k: v[i * t:(i + 1) * t] for k, v in ts.items()} for i in range(2)]
+    with torch.no_grad():
+        stacked = model.encode_batch_videos({"images": pixels, "timestamps": ts})
+        listed = model.encode_batch_videos({"images": list(pixels), "timestamps": per_sample})
+        feats = model.encode_frames(pixels.permute(0, 2, 1, 3, 4).reshape(2 * t, 3, size, size))  # (B*T, N, D)
+        cached = model.encode_batch_videos({"image_features": feats, "timestamps": ts, "input_ids": ids[:2]})
+        cached_list = model.encode_batch_videos({"image_features": list(feats.reshape(2, t, *feats.shape[1:])),
+                                                 "timestamps": per_sample})
+    assert len(stacked) == 2 and stacked[0].shape == (model.cfg.num_video_tokens(t), model.cfg.llm.hidden_size)
+    for other in (listed, cached, cached_list):
+        for a, b in zip(stacked, other):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_capture_stages_leaves_the_model_as_it_was():
+    model = _tiny()
+    t, size = 4, model.cfg.vision.image_size
+    ids = torch.randint(3, 100, (t, 5))
+
+    def hook_count() -> int:
+        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+    before = hook_count()
+    with torch.no_grad(), capture_stages(model) as stages:
+        video = model.encode_video(torch.randn(1, 3, t, size, size), ids, torch.ones_like(ids))
+    assert torch.equal(stages["inputs_llama"][0], video)
+    assert stages["frame_hidden_state"][0].shape[:2] == (1, t)
+    assert "add_frame_positions" not in vars(model) and "video_windows" not in vars(model)
+    assert hook_count() == before

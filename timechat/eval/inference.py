@@ -447,16 +447,14 @@ class InferenceEngine:
     def _encode(self, ok: list[dict[str, Any]]) -> list[torch.Tensor]:
         """Video tokens per item: one batched call if every video has the same frame count."""
         calls = inference_timestamps([it["sentences"] for it in ok], self.ts_tok)
-        if calls.path == "batched":
-            pixels = torch.stack([it["pixels"] for it in ok]).to(self.device)  # (B, C, T, H, W)
-            ts = {k: v.to(self.device) for k, v in calls.calls[0].items()}  # (B*T, L)
-            return list(self.model.encode_video(pixels, ts["input_ids"], ts["attention_mask"]).video_embeds)
-        out = []
-        for it, ts in zip(ok, calls.per_video()):
-            ts = {k: v.to(self.device) for k, v in ts.items()}  # (T, L)
-            out.append(self.model.encode_video(it["pixels"][None].to(self.device), ts["input_ids"],
-                                               ts["attention_mask"]).video_embeds[0])
-        return out
+        dev = self.device
+        if calls.path == "batched":  # one tokenizer call over every frame: the stacked layout
+            images = torch.stack([it["pixels"] for it in ok]).to(dev)  # (B, C, T, H, W)
+            ts = {k: v.to(dev) for k, v in calls.calls[0].items()}  # (B*T, L)
+        else:
+            images = [it["pixels"].to(dev) for it in ok]  # per item (C, T, H, W)
+            ts = [{k: v.to(dev) for k, v in t.items()} for t in calls.per_video()]  # per item (T, L)
+        return self.model.encode_batch_videos({"images": images, "timestamps": ts})
 
     def _generate(self, samples: Sequence[EvalSample], ok: list[dict[str, Any]], batch_index: int) -> list[list[str]]:
         with self._autocast():

@@ -9,14 +9,17 @@
       -> spliced over the `<ImageHere>` placeholders of the prompt
       -> LLaMA-2 (+ LoRA)
 
-`forward(batch)` is the training path (loss and logits); `encode_video` + `build_context_embeds`
+`forward(batch)` is the training path (loss and logits); `encode_batch_videos` + `build_context_embeds`
 + `timechat.models.generation.generate` are the inference path.
+
+Every intermediate stage is either a submodule's output or the return value of a small method
+(`add_frame_positions`, `video_windows`), so tools observe it from outside with forward hooks
+(`timechat.reference.model.capture_stages`) and the model carries no debugging arguments.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -28,15 +31,6 @@ from timechat.constants import BOS_TOKEN_ID, EOS_TOKEN_ID, IGNORE_INDEX, PAD_TOK
 from timechat.models.config import TimeChatConfig
 from timechat.models.qformer import build_frame_qformer, build_video_qformer, init_query_tokens
 from timechat.models.vision import EvaViT, LayerNormFp32
-
-
-
-@dataclass
-class VideoEncoding:
-    """Output of `TimeChat.encode_video`, with the intermediate stages when asked for."""
-
-    video_embeds: torch.Tensor  # (B, N_v * n_windows, D_llm)
-    stages: dict[str, torch.Tensor]
 
 
 def build_llm_from_config(cfg: TimeChatConfig) -> LlamaForCausalLM:
@@ -169,33 +163,21 @@ class TimeChat(nn.Module):
             return self.ln_vision(feats)
 
     def encode_video(
-        self,
-        pixels: torch.Tensor,
-        ts_input_ids: torch.Tensor,
-        ts_attention_mask: torch.Tensor,
-        *,
-        return_stages: bool = False,
-    ) -> VideoEncoding:
+        self, pixels: torch.Tensor, ts_input_ids: torch.Tensor, ts_attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         """Encode a batch of videos with the same frame count into LLM input tokens.
 
         Args:
             pixels: (B, 3, T, H, W) normalised frames.
             ts_input_ids: (B*T, L) timestamp-text ids (frame-major within each video).
             ts_attention_mask: (B*T, L) 1 for real tokens.
-            return_stages: keep the intermediate tensors (parity checks, debugging).
         Returns:
-            `VideoEncoding` with `video_embeds` of shape (B, N_v * n_windows, D_llm).
+            (B, N_v * n_windows, D_llm) video tokens.
         """
         b, c, t, h, w = pixels.shape
         frames = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # (B*T, 3, H, W)
-        stages: dict[str, torch.Tensor] = {}
-        if return_stages:
-            with torch.no_grad():
-                dtype = self.visual_encoder.model.embeddings.patch_embedding.weight.dtype
-                stages["vit_out"] = self.visual_encoder(frames.to(dtype))
         features = self.encode_frames(frames)  # (B*T, N_img, D_v)
-        return self.encode_from_features(features, b, t, ts_input_ids, ts_attention_mask,
-                                         return_stages=return_stages, stages=stages)
+        return self.encode_from_features(features, b, t, ts_input_ids, ts_attention_mask)
 
     def encode_from_features(
         self,
@@ -204,23 +186,20 @@ class TimeChat(nn.Module):
         t: int,
         ts_input_ids: torch.Tensor,
         ts_attention_mask: torch.Tensor,
-        *,
-        return_stages: bool = False,
-        stages: dict[str, torch.Tensor] | None = None,
-    ) -> VideoEncoding:
+    ) -> torch.Tensor:
         """The part of `encode_video` after the frozen ViT, from `ln_vision` outputs (B*T, N_img, D_v).
 
         This is also the entry point of the frozen-feature cache.
+
+        Returns:
+            (B, N_v * n_windows, D_llm) video tokens.
         """
-        stages = {} if stages is None else stages
         bt = b * t
         if image_features.shape[0] != bt or ts_input_ids.shape[0] != bt:
             raise ValueError(
                 f"expected {bt} frame rows (B={b}, T={t}); got {image_features.shape[0]} image rows and "
                 f"{ts_input_ids.shape[0]} timestamp rows"
             )
-        if return_stages:
-            stages["vit_ln"] = image_features
         image_features = image_features.to(self.query_tokens.dtype)
         nq = self.query_tokens.shape[1]
         queries = self.query_tokens.expand(bt, -1, -1)  # (B*T, Q, D)
@@ -231,80 +210,100 @@ class TimeChat(nn.Module):
             query_embeds=queries,
             encoder_hidden_states=image_features,
         ).last_hidden_state  # (B*T, Q+L, D)
-        if return_stages:
-            stages["qformer_out"] = frame_states
         if self.cfg.mode == "fixed":
             frame_states = frame_states[:, :nq]  # (B*T, Q, D): InstructBLIP keeps the query rows only
-        return self._video_from_frame_states(frame_states, b, t, stages, return_stages)
+        rows, d = frame_states.shape[1], frame_states.shape[2]
+        frame_states = self.add_frame_positions(frame_states.reshape(b, t, rows, d))  # (B, T, Q', D)
+        video_q = self.encode_windows(self.video_windows(frame_states))  # (B, N_v * n_windows, D)
+        return self.llama_proj(video_q)  # (B, N_v * n_windows, D_llm)
 
-    def _video_from_frame_states(
-        self, frame_states: torch.Tensor, b: int, t: int, stages: dict[str, torch.Tensor], return_stages: bool
-    ) -> VideoEncoding:
-        """Frame position embedding, sliding windows, video Q-Former and projection."""
+    def add_frame_positions(self, frame_states: torch.Tensor) -> torch.Tensor:
+        """Add frame t's position embedding to every row of frame t: (B, T, Q', D) -> (B, T, Q', D).
+
+        This is how the video Q-Former learns frame order: its inputs are otherwise an unordered
+        set of rows.
+        """
+        t = frame_states.shape[1]
         if t > self.cfg.max_frame_pos:
             raise ValueError(
                 f"video has {t} frames but the frame-position table has {self.cfg.max_frame_pos} rows "
                 "(model.max_frame_pos); sample fewer frames or enlarge the table"
             )
-        rows, d = frame_states.shape[1], frame_states.shape[2]
-        frame_states = frame_states.reshape(b, t, rows, d)  # (B, T, Q', D)
         pos = self.frame_position_embedding(torch.arange(t, device=frame_states.device))  # (T, D)
-        frame_states = frame_states + pos[None, :, None, :].to(frame_states.dtype)
-        if return_stages:
-            stages["frame_pos_emb"] = pos[None].expand(b, -1, -1)
-            stages["frame_hidden_state"] = frame_states
+        return frame_states + pos[None, :, None, :].to(frame_states.dtype)
 
+    def video_windows(self, frame_states: torch.Tensor) -> list[torch.Tensor]:
+        """Sliding windows over the frames, flattened into the video Q-Former's key/value sequence.
+
+        Windows start every `stride` frames and hold up to `window_size` frames: the tail window is
+        shorter, never padded (the original's `range(0, T, stride)` loop); stride 0 means one window.
+
+        Args:
+            frame_states: (B, T, Q', D) frame rows with positions added.
+        Returns:
+            per window, in order, (B, n_frames * Q', D).
+        """
+        b, t, rows, d = frame_states.shape
         window, stride = self.cfg.window_size, self.cfg.stride
         spans = [(s, min(s + window, t)) for s in range(0, t, stride)] if stride > 0 else [(0, t)]
+        return [frame_states[:, s:e].reshape(b, (e - s) * rows, d) for s, e in spans]
+
+    def encode_windows(self, windows: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Video Q-Former over each window: N_v query tokens per window, concatenated in window order.
+
+        Args:
+            windows: per window (B, n_i * Q', D), as `video_windows` returns them.
+        Returns:
+            (B, N_v * n_windows, D).
+        """
         # Windows of equal length (all but a short tail) are encoded together in one batched call.
         by_len: dict[int, list[int]] = defaultdict(list)
-        for i, (s, e) in enumerate(spans):
-            by_len[e - s].append(i)
-        outputs: list[torch.Tensor] = [frame_states.new_empty(0)] * len(spans)
+        for i, w in enumerate(windows):
+            by_len[w.shape[1]].append(i)
+        b, d = windows[0].shape[0], windows[0].shape[2]
         nv = self.video_query_tokens.shape[1]
-        for n, idxs in by_len.items():
-            win = torch.stack([frame_states[:, spans[i][0]:spans[i][1]] for i in idxs], dim=0)  # (K, B, n, Q', D)
-            win = win.reshape(len(idxs) * b, n * rows, d)  # (K*B, n*Q', D)
-            if return_stages:
-                for k, i in enumerate(idxs):
-                    stages[f"window_input.{i}"] = win[k * b:(k + 1) * b]
+        outputs: list[torch.Tensor] = [windows[0].new_empty(0)] * len(windows)
+        for idxs in by_len.values():
+            win = torch.cat([windows[i] for i in idxs], dim=0)  # (K*B, n*Q', D), window-major
             queries = self.video_query_tokens.expand(win.shape[0], -1, -1)
             out = self.video_qformer(query_embeds=queries, encoder_hidden_states=win).last_hidden_state  # (K*B, Nv, D)
             out = out.reshape(len(idxs), b, nv, d)
             for k, i in enumerate(idxs):
                 outputs[i] = out[k]
-        video_q = torch.cat(outputs, dim=1)  # (B, Nv * n_windows, D)
-        video_embeds = self.llama_proj(video_q)  # (B, Nv * n_windows, D_llm)
-        if return_stages:
-            stages["video_qformer_out"] = video_q
-            stages["inputs_llama"] = video_embeds
-        return VideoEncoding(video_embeds, stages)
+        return torch.cat(outputs, dim=1)  # (B, Nv * n_windows, D)
 
     def encode_batch_videos(self, batch: dict[str, Any]) -> list[torch.Tensor]:
-        """Encode the videos of a collated batch; returns one (N_tokens, D_llm) tensor per sample.
+        """Encode the videos of a batch; returns one (N_tokens, D_llm) tensor per sample.
 
-        Handles both collation paths: stacked `images` (B, 3, T, H, W) with flattened timestamp rows,
-        and lists (frame counts differ), and cached features under `image_features`.
+        The one entry point for every caller (`forward`, batched inference, the parity checks).
+        The batch holds `timestamps` and either pixels under `images` or cached `ln_vision`
+        features under `image_features`, in one of two layouts (`timechat.data.collate`):
+
+        * stacked, when every video has the same frame count: `images` (B, 3, T, H, W) or
+          `image_features` (B*T, N_img, D_v), `timestamps` {'input_ids', 'attention_mask'} (B*T, L);
+          one batched encoding;
+        * lists: per sample (3, T, H, W) pixels or (T, N_img, D_v) features and a timestamp dict
+          (T, L); one encoding per sample.
         """
         ts = batch["timestamps"]
-        if "image_features" in batch and batch["image_features"] is not None:
-            feats = batch["image_features"]
-            if isinstance(feats, torch.Tensor):
-                b = batch["input_ids"].shape[0] if "input_ids" in batch else feats.shape[0]
-                t = feats.shape[0] // b
-                enc = self.encode_from_features(feats, b, t, ts["input_ids"], ts["attention_mask"])
-                return list(enc.video_embeds)
-            return [
-                self.encode_from_features(f, 1, f.shape[0], s["input_ids"], s["attention_mask"]).video_embeds[0]
-                for f, s in zip(feats, ts)
-            ]
-        images = batch["images"]
-        if isinstance(images, torch.Tensor):
-            return list(self.encode_video(images, ts["input_ids"], ts["attention_mask"]).video_embeds)
+        feats = batch.get("image_features")
+        from_features = feats is not None
+        videos = feats if from_features else batch["images"]
+
+        def encode(x: torch.Tensor, ts_b: dict[str, torch.Tensor], b: int) -> torch.Tensor:
+            if from_features:  # (B*T, N_img, D_v)
+                return self.encode_from_features(x, b, x.shape[0] // b, ts_b["input_ids"], ts_b["attention_mask"])
+            return self.encode_video(x, ts_b["input_ids"], ts_b["attention_mask"])  # x: (B, 3, T, H, W)
+
+        if isinstance(videos, torch.Tensor):
+            if from_features:
+                b = batch["input_ids"].shape[0] if "input_ids" in batch else videos.shape[0]
+            else:
+                b = videos.shape[0]
+            return list(encode(videos, ts, b))
         return [
-            self.encode_video(img.unsqueeze(0) if img.dim() == 4 else img, s["input_ids"], s["attention_mask"])
-            .video_embeds[0]
-            for img, s in zip(images, ts)
+            encode(x if from_features or x.dim() == 5 else x.unsqueeze(0), ts_b, 1)[0]
+            for x, ts_b in zip(videos, ts)
         ]
 
     # -- language path --------------------------------------------------------------------------
@@ -337,14 +336,15 @@ class TimeChat(nn.Module):
             embeds[i, first:first + n] = video.to(embeds.dtype)
         return embeds
 
-    def forward(self, batch: dict[str, Any], return_stages: bool = False) -> dict[str, Any]:
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Training forward: loss (mean over supervised tokens) and logits.
 
         Args:
             batch: collated batch with `images` (or `image_features`), `timestamps`, `input_ids`,
                 `attention_mask`, `labels`.
         Returns:
-            dict with `loss`, `logits`, `num_tokens` (supervised token count) and, if asked, `stages`.
+            dict with `logits` (B, L, V) and, when the batch has `labels`, `loss`, `loss_sum` and
+            `num_tokens` (supervised token count).
         """
         video_embeds = self.encode_batch_videos(batch)
         inputs_embeds = self.splice_video(batch["input_ids"], video_embeds)
@@ -368,8 +368,6 @@ class TimeChat(nn.Module):
             result["loss"] = loss_sum / num_tokens.clamp(min=1)
             result["loss_sum"] = loss_sum
             result["num_tokens"] = num_tokens
-        if return_stages:
-            result["stages"] = {"inputs_embeds": inputs_embeds}
         return result
 
     def build_context_embeds(

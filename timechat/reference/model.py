@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 from safetensors.torch import load_file
@@ -28,6 +30,7 @@ from timechat.models.config import (
     VisionConfig,
 )
 from timechat.models.generation import GenerationConfig, generate
+from timechat.models.timechat import TimeChat
 from timechat.reference.compare import ParityRow, compare_close, compare_exact
 
 
@@ -105,6 +108,66 @@ def _split_videos(golden: dict[str, torch.Tensor]) -> tuple[Any, Any]:
     return images, ts
 
 
+STAGES = ["vit_out", "vit_ln", "qformer_out", "frame_pos_emb", "frame_hidden_state", "video_qformer_out", "inputs_llama"]
+
+
+@contextmanager
+def capture_stages(model: TimeChat) -> Iterator[dict[str, list[Any]]]:
+    """Record the intermediate stages of everything `model` runs inside the block.
+
+    Module outputs (and inputs) are read with forward hooks; the two stages that are no module's
+    output, the frame rows with positions added and the window inputs, are the return values of
+    `TimeChat.add_frame_positions` / `TimeChat.video_windows`, wrapped on the instance for the
+    duration of the block. Nothing is recomputed.
+
+    Yields:
+        stage name -> one value per call, in call order (one per encoded stacked batch or per
+        sample of a list batch). `window_input` values are lists with one (B, n * Q', D) tensor
+        per window; `inputs_embeds` is what the LLM received.
+    """
+    stages: dict[str, list[Any]] = defaultdict(list)
+
+    def output_of(name: str, get: Callable[[Any], Any] = lambda out: out) -> Callable:
+        return lambda module, args, out: stages[name].append(get(out))
+
+    handles = [
+        model.visual_encoder.register_forward_hook(output_of("vit_out")),
+        model.ln_vision.register_forward_hook(output_of("vit_ln")),
+        model.frame_qformer.register_forward_hook(output_of("qformer_out", lambda out: out.last_hidden_state)),
+        model.frame_position_embedding.register_forward_hook(output_of("frame_pos_emb")),
+        model.llama_proj.register_forward_pre_hook(lambda module, args: stages["video_qformer_out"].append(args[0])),
+        model.llama_proj.register_forward_hook(output_of("inputs_llama")),
+        model.llama_model.register_forward_pre_hook(
+            lambda module, args, kwargs: stages["inputs_embeds"].append(kwargs["inputs_embeds"]), with_kwargs=True),
+    ]
+    methods = {"add_frame_positions": "frame_hidden_state", "video_windows": "window_input"}
+    for method, name in methods.items():
+        def recording(*args: Any, _call: Callable = getattr(model, method), _name: str = name, **kwargs: Any) -> Any:
+            out = _call(*args, **kwargs)
+            stages[_name].append(out)
+            return out
+
+        setattr(model, method, recording)
+    try:
+        yield stages
+    finally:
+        for handle in handles:
+            handle.remove()
+        for method in methods:
+            delattr(model, method)  # the class's method shows through again
+
+
+def _call_stages(stages: dict[str, list[Any]], k: int) -> dict[str, torch.Tensor]:
+    """The stages of the k-th encoding call, named and shaped as the goldens store them."""
+    out = {name: values[k] for name, values in stages.items() if name in STAGES and k < len(values)}
+    if k < len(stages["window_input"]):
+        out.update({f"window_input.{i}": w for i, w in enumerate(stages["window_input"][k])})
+    if "frame_pos_emb" in out and "frame_hidden_state" in out:
+        b = out["frame_hidden_state"].shape[0]
+        out["frame_pos_emb"] = out["frame_pos_emb"][None].expand(b, -1, -1)  # (T, D) -> (B, T, D)
+    return out
+
+
 def _stage_rows(prefix: str, stages: dict[str, torch.Tensor], golden: dict[str, torch.Tensor],
                 names: list[str], tol: dict[str, float]) -> list[ParityRow]:
     rows = []
@@ -118,25 +181,17 @@ def _stage_rows(prefix: str, stages: dict[str, torch.Tensor], golden: dict[str, 
     return rows
 
 
-STAGES = ["vit_out", "vit_ln", "qformer_out", "frame_pos_emb", "frame_hidden_state", "video_qformer_out", "inputs_llama"]
-
-
-def _encode_rows(model, images, ts, golden, prefix, tol) -> tuple[list[ParityRow], list[torch.Tensor]]:
-    """Encode the videos, compare stages; returns rows and per-sample video embeddings."""
-    rows: list[ParityRow] = []
-    window_names = sorted(k for k in golden if k.startswith("window_input."))
+def _encode_rows(stages: dict[str, list[Any]], images: Any, golden: dict[str, torch.Tensor], prefix: str,
+                 tol: dict[str, float]) -> list[ParityRow]:
+    """Compare the captured encoding stages: one call for stacked `images`, one per sample for a list."""
     if isinstance(images, torch.Tensor):
-        enc = model.encode_video(images, ts["input_ids"], ts["attention_mask"], return_stages=True)
-        rows += _stage_rows(prefix, enc.stages, golden, STAGES + window_names, tol)
-        return rows, list(enc.video_embeds)
-    videos = []
-    for i, (img, t) in enumerate(zip(images, ts)):
-        img = img.unsqueeze(0) if img.dim() == 4 else img
-        enc = model.encode_video(img, t["input_ids"], t["attention_mask"], return_stages=True)
+        window_names = sorted(k for k in golden if k.startswith("window_input."))
+        return _stage_rows(prefix, _call_stages(stages, 0), golden, STAGES + window_names, tol)
+    rows: list[ParityRow] = []
+    for i in range(len(images)):
         per = {k[: -len(f".{i}")]: v for k, v in golden.items() if k.endswith(f".{i}") and not k.startswith("pixels")}
-        rows += _stage_rows(f"{prefix}[{i}]", enc.stages, per, STAGES, tol)
-        videos.append(enc.video_embeds[0])
-    return rows, videos
+        rows += _stage_rows(f"{prefix}[{i}]", _call_stages(stages, i), per, STAGES, tol)
+    return rows
 
 
 @torch.no_grad()
@@ -161,13 +216,13 @@ def check_reference_model(fixture_dir: str | Path) -> list[ParityRow]:
     train = load_file(str(train_path)) if train_path.exists() else {}
     if train:
         images, ts = _split_videos(train)
-        enc_rows, videos = _encode_rows(model, images, ts, train, "train", tols["float32"])
-        rows += enc_rows
         batch = {"images": images, "timestamps": ts, "input_ids": train["input_ids"],
                  "attention_mask": train["attention_mask"], "labels": train["labels"]}
-        embeds = model.splice_video(batch["input_ids"], videos)
-        rows.append(compare_close("train/inputs_embeds", embeds, train["inputs_embeds"], **tols["float32"]))
-        out = model(batch)
+        with capture_stages(model) as stages:
+            out = model(batch)
+        rows += _encode_rows(stages, images, train, "train", tols["float32"])
+        rows.append(compare_close("train/inputs_embeds", stages["inputs_embeds"][0], train["inputs_embeds"],
+                                  **tols["float32"]))
         rows.append(compare_close("train/logits", out["logits"], train["logits"], **tols["logits"]))
         rows.append(compare_close("train/loss", out["loss"], train["loss"], **tols["loss"]))
 
@@ -204,8 +259,9 @@ def _check_inference(model, root: Path, inf: dict[str, torch.Tensor], train: dic
             frames = load_file(str(root / "inputs" / "frames.safetensors"))
             images = frames["pixels"].unsqueeze(0)
         ts = {"input_ids": inf["timestamps.input_ids"], "attention_mask": inf["timestamps.attention_mask"]}
-    enc_rows, videos = _encode_rows(model, images, ts, inf, "inference", tols["float32"])
-    rows += enc_rows
+    with capture_stages(model) as stages:
+        videos = model.encode_batch_videos({"images": images, "timestamps": ts})
+    rows += _encode_rows(stages, images, inf, "inference", tols["float32"])
 
     n = len(videos)
     segments = []
