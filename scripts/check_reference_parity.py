@@ -3,12 +3,17 @@
 
     python scripts/check_reference_parity.py FIXTURE_DIR [--json OUT.json]
 
-The fixture's kind is read from its manifest.json:
-* `reference_model` layout (a `model` block and `tensors`): every model stage (ViT, ln_vision,
-  frame Q-Former, windows, video Q-Former, projection, spliced embeddings, logits, loss, inference
-  context, prefill logits, greedy ids) plus the data stages of that fixture;
-* `reference_data` layout (`samples` / `batches` / `inference` cases): the data pipeline.
-One row per compared tensor; exit status 0 only if every row is within tolerance.
+The fixture's kind is recognised from its files:
+* `reference_model` (manifest.json with a `model` block and `tensors`): every model stage (ViT,
+  ln_vision, frame Q-Former, windows, video Q-Former, projection, spliced embeddings, logits, loss,
+  inference context, prefill logits, greedy ids) plus the data stages of that fixture;
+* `reference_data` (manifest.json with `samples` / `batches` / `inference` cases): the data pipeline;
+* `reference_metrics` (expected.json with `cases`, no manifest.json): the TVG / VHD / DVC metrics,
+  one row per case (DVC needs Java);
+* `reference_benchmarks` (manifest.json with `benchmarks`): recognised but not supported yet; the
+  tool says so and exits 2.
+One row per compared quantity; exit status 0 only if every row is within tolerance, 1 if any row
+failed, 2 if the folder could not be checked at all.
 """
 
 from __future__ import annotations
@@ -28,32 +33,47 @@ import torch  # noqa: E402
 from timechat.reference.compare import ParityRow, format_rows  # noqa: E402
 
 
-def fixture_kind(manifest: dict) -> str:
-    if "model" in manifest and "tensors" in manifest:
-        return "reference_model"
-    if any(k in manifest for k in ("samples", "batches", "inference")):
-        return "reference_data"
-    raise ValueError("manifest.json is neither a reference_model nor a reference_data fixture")
+SUPPORTED = ("reference_model", "reference_data", "reference_metrics")
+
+
+def fixture_kind(fixture_dir: Path) -> str:
+    """The fixture layout of a folder, from its manifest.json or expected.json."""
+    manifest_path = fixture_dir / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if "model" in manifest and "tensors" in manifest:
+            return "reference_model"
+        if "benchmarks" in manifest:
+            return "reference_benchmarks"
+        if any(k in manifest for k in ("samples", "batches", "inference")):
+            return "reference_data"
+        raise ValueError(f"{manifest_path} is neither a reference_model, reference_data nor reference_benchmarks "
+                         "manifest")
+    expected_path = fixture_dir / "expected.json"
+    if expected_path.is_file():
+        if "cases" in json.loads(expected_path.read_text()):
+            return "reference_metrics"
+        raise ValueError(f"{expected_path} has no 'cases': not a reference_metrics fixture")
+    raise FileNotFoundError(f"neither {manifest_path} nor {expected_path} found")
 
 
 def run(fixture_dir: Path) -> list[ParityRow]:
-    manifest_path = fixture_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{manifest_path} not found")
-    manifest = json.loads(manifest_path.read_text())
-    kind = fixture_kind(manifest)
-    rows: list[ParityRow] = []
+    kind = fixture_kind(fixture_dir)
+    if kind not in SUPPORTED:
+        raise NotImplementedError(f"{fixture_dir} is a {kind} fixture; this tool does not check that kind yet "
+                                  f"(supported: {', '.join(SUPPORTED)})")
     if kind == "reference_model":
         from timechat.reference.data import check_model_fixture_data
         from timechat.reference.model import check_reference_model
 
-        rows += check_model_fixture_data(fixture_dir)
-        rows += check_reference_model(fixture_dir)
-    else:
+        return check_model_fixture_data(fixture_dir) + check_reference_model(fixture_dir)
+    if kind == "reference_data":
         from timechat.reference.data import check_reference_data
 
-        rows += check_reference_data(fixture_dir)
-    return rows
+        return check_reference_data(fixture_dir)
+    from timechat.reference.metrics import check_reference_metrics
+
+    return check_reference_metrics(fixture_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     try:
         rows = run(args.fixture_dir)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except (FileNotFoundError, ValueError, KeyError, NotImplementedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_rows(rows))

@@ -1,14 +1,14 @@
-"""Metric tests: every public reference case (one test), the CLI, and hand-computed cases.
+"""Metric tests: every public reference case, the CLI, and hand-computed cases.
 
 The reference values come from the original TimeChat metric scripts
-(``../shared/fixtures/reference_metrics``, see its README). DVC needs Java: its cases share one
-module-level :class:`JavaSession` (one METEOR JVM for all of them).
+(``../shared/fixtures/reference_metrics``, see its README), compared by
+`timechat.reference.metrics` (the same check `scripts/check_reference_parity.py` runs). Only the
+DVC cases need Java (METEOR / PTB tokenizer) and only they skip without it.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -16,90 +16,50 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timechat.metrics import (
-    JavaSession,
-    MetricInputError,
-    dvc_metrics,
-    java_available,
-    load_dvc_gt,
-    load_dvc_pred,
-    load_tvg_gt,
-    load_tvg_pred,
-    load_vhd_gt,
-    load_vhd_pred,
-    split_from_gt_path,
-    tvg_iou,
-    tvg_metrics,
-    vhd_metrics,
-    vhd_results,
-)
+from timechat.metrics import MetricInputError, java_available, split_from_gt_path, tvg_iou, tvg_metrics, vhd_metrics
 from timechat.metrics.dvc import detection_scores, dvc_iou, soda_dp
 from timechat.metrics.vhd import hl_average_precision, precision_recall_curve
+from timechat.reference.compare import format_rows
+from timechat.reference.metrics import TOL, check_reference_metrics, compare_values, load_cases
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TOL = 1e-6
 
 
-@pytest.fixture(scope="module")
-def java_session():
-    if not java_available():
-        yield None
-        return
-    with JavaSession() as session:
-        yield session
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _assert_close(name: str, got: dict, want: dict) -> None:
-    got, want = _flatten(got), _flatten(want)
-    missing = [k for k in want if k not in got]
-    assert not missing, f"{name}: missing keys {missing}"
-    for k, v in want.items():
-        assert math.isclose(got[k], v, rel_tol=0, abs_tol=TOL), f"{name}: {k} = {got[k]!r}, reference {v!r}"
-
-
-def _run_case(case: dict, root: Path, session) -> dict:
-    gt, pred = root / case["gt"], root / case["pred"]
-    if case["task"] == "tvg":
-        return tvg_metrics(load_tvg_pred(pred), load_tvg_gt(gt), sample="--sample" in case["flags"])
-    if case["task"] == "vhd":
-        return vhd_results(load_vhd_pred(pred), load_vhd_gt(gt))
-    return dvc_metrics(load_dvc_pred(pred), load_dvc_gt(gt), split_from_gt_path(gt), session=session)
-
-
-def test_reference_cases(reference_metrics_dir, java_session):
-    """Every public case of expected.json: ok cases match `raw` to 1e-6, crash cases raise."""
-    cases = json.loads((reference_metrics_dir / "expected.json").read_text())["cases"]
+def _assert_reference_cases(root: Path, tasks: set[str]) -> None:
+    """Every public case of these tasks: ok cases match `raw` to 1e-6, crash cases raise MetricInputError."""
+    cases = load_cases(root)
     assert {c["task"] for c in cases.values()} == {"tvg", "vhd", "dvc"}
-    checked, skipped_dvc = [], []
-    for name, case in cases.items():
-        if case["task"] == "dvc" and java_session is None:
-            skipped_dvc.append(name)
-            continue
-        if case["status"] == "crash":
-            with pytest.raises(MetricInputError):
-                _run_case(case, reference_metrics_dir, java_session)
-        else:
-            got = _run_case(case, reference_metrics_dir, java_session)
-            _assert_close(name, got, case["raw"])
-            # Same keys in the same order as the reference's output.
-            extra = ["mIoU"] if case["task"] == "tvg" else []  # mIoU is ours, not the original's
-            assert list(got) == list(case["raw"]) + extra, name
-            if case["task"] == "tvg":
-                assert 0 <= got["mIoU"] <= 100
-        checked.append(name)
-    assert len(checked) + len(skipped_dvc) == len(cases)
-    if skipped_dvc:
-        pytest.skip(f"Java or the pycocoevalcap jars missing: {len(skipped_dvc)} DVC cases not run")
+    rows = check_reference_metrics(root, tasks=tasks)
+    assert [r.name for r in rows] == [f"metrics/{n}" for n, c in cases.items() if c["task"] in tasks]
+    bad = [r for r in rows if not r.ok]
+    assert not bad, format_rows(bad)
+
+
+def test_reference_cases_tvg_vhd(reference_metrics_dir):
+    """Plain Python: these run (and must pass) with or without Java."""
+    _assert_reference_cases(reference_metrics_dir, {"tvg", "vhd"})
+
+
+def test_reference_cases_dvc(reference_metrics_dir):
+    """DVC scores with METEOR 1.5 and the Stanford PTB tokenizer: the only cases that need Java."""
+    if not java_available():
+        pytest.skip("Java or the pycocoevalcap jars missing: the DVC cases need METEOR / PTB")
+    _assert_reference_cases(reference_metrics_dir, {"dvc"})
+
+
+def test_metric_rows_fail_when_values_or_errors_differ(reference_metrics_dir, tmp_path):
+    """The comparison can fail: a changed raw value, and a crash case whose inputs no longer crash."""
+    cases = load_cases(reference_metrics_dir)
+    ok_case = dict(cases["tvg_baseline_subset"], gt=str(reference_metrics_dir / cases["tvg_baseline_subset"]["gt"]),
+                   pred=str(reference_metrics_dir / cases["tvg_baseline_subset"]["pred"]))
+    shifted = dict(ok_case, raw={**ok_case["raw"], "R1@0.5": ok_case["raw"]["R1@0.5"] + 2 * TOL})
+    crash = dict(ok_case, status="crash", error={"type": "ZeroDivisionError"})
+    expected = {"format_version": 1, "cases": {"ok": ok_case, "shifted": shifted, "not_a_crash": crash}}
+    (tmp_path / "expected.json").write_text(json.dumps(expected))
+    rows = {r.name: r for r in check_reference_metrics(tmp_path)}
+    assert rows["metrics/ok"].ok
+    assert not rows["metrics/shifted"].ok and "R1@0.5" in rows["metrics/shifted"].note
+    assert not rows["metrics/not_a_crash"].ok and "ZeroDivisionError" in rows["metrics/not_a_crash"].note
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -117,12 +77,14 @@ def test_cli(reference_metrics_dir):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert list(out) == ["R1@0.3", "R1@0.5", "R1@0.7", "mIoU"]
-    _assert_close("cli tvg_example", out, case["raw"])
+    row = compare_values("cli tvg_example", out, case["raw"])
+    assert row.ok, row
 
     case = cases["vhd_baseline_subset"]
     proc = _cli("vhd", "--gt", str(root / case["gt"]), "--pred", str(root / case["pred"]))
     assert proc.returncode == 0, proc.stderr
-    _assert_close("cli vhd_baseline_subset", json.loads(proc.stdout), case["raw"]["brief"])
+    row = compare_values("cli vhd_baseline_subset", json.loads(proc.stdout), case["raw"]["brief"])
+    assert row.ok, row
 
     # Crash case: non-zero exit, the query id in the message, no traceback; the flag handles it.
     case = cases["tvg_zero_length_gt_crash"]
