@@ -33,18 +33,41 @@ class ParityRow:
     note: str = ""
 
 
-def compare_close(name: str, got: Any, want: Any, atol: float, rtol: float = 0.0, note: str = "") -> ParityRow:
-    """Compare two float tensors with ``|got - want| <= atol + rtol * |want|`` elementwise."""
+def _float64_pair(got: Any, want: Any) -> tuple[torch.Tensor, torch.Tensor, str | None]:
+    """Both values as float64 CPU tensors, and a note when their shapes differ."""
     got_t = torch.as_tensor(got).detach().to("cpu", torch.float64)
     want_t = torch.as_tensor(want).detach().to("cpu", torch.float64)
+    mismatch = None if got_t.shape == want_t.shape else f"shape {tuple(got_t.shape)} != {tuple(want_t.shape)}"
+    return got_t, want_t, mismatch
+
+
+def compare_close(name: str, got: Any, want: Any, atol: float, rtol: float = 0.0, note: str = "") -> ParityRow:
+    """Compare two float tensors with ``|got - want| <= atol + rtol * |want|`` elementwise."""
+    got_t, want_t, mismatch = _float64_pair(got, want)
     tol = f"atol={atol:g},rtol={rtol:g}"
-    if got_t.shape != want_t.shape:
-        return ParityRow(name, float("inf"), tol, False, f"shape {tuple(got_t.shape)} != {tuple(want_t.shape)}")
+    if mismatch:
+        return ParityRow(name, float("inf"), tol, False, mismatch)
     if got_t.numel() == 0:
         return ParityRow(name, 0.0, tol, True, note or "empty")
     diff = (got_t - want_t).abs()
     ok = bool((diff <= atol + rtol * want_t.abs()).all()) and bool(torch.isfinite(got_t).all())
     return ParityRow(name, float(diff.max()), tol, ok, note or f"shape {tuple(want_t.shape)}")
+
+
+def compare_mean_abs(name: str, got: Any, want: Any, max_mean: float, note: str = "") -> ParityRow:
+    """Pass when the mean of ``|got - want|`` is at most `max_mean` (the row still reports the max).
+
+    For outputs that only agree on average, e.g. frames scaled by another library's resampler.
+    """
+    got_t, want_t, mismatch = _float64_pair(got, want)
+    tol = f"mean<={max_mean:g}"
+    if mismatch:
+        return ParityRow(name, float("inf"), tol, False, mismatch)
+    diff = (got_t - want_t).abs()
+    mean = float(diff.mean()) if diff.numel() else 0.0
+    ok = mean <= max_mean and bool(torch.isfinite(got_t).all())
+    return ParityRow(name, float(diff.max()) if diff.numel() else 0.0, tol, ok,
+                     f"mean |diff| {mean:.3f}" + (f" {note}" if note else ""))
 
 
 def compare_exact(name: str, got: Any, want: Any, note: str = "") -> ParityRow:

@@ -39,7 +39,15 @@ from timechat.data.datasets import build_train_item
 from timechat.data.tokenization import LlamaTokenizer, load_bert_tokenizer, tokenize_timestamps
 from timechat.data.transforms import eval_transform, random_resized_crop_params, train_transform
 from timechat.data.video import TIMESTAMP_SENTENCE, load_video, pyav_read_frames, rand_indices
-from timechat.reference.compare import ParityRow, compare_close, compare_exact
+from timechat.reference.compare import ParityRow, compare_close, compare_exact, compare_mean_abs
+
+PYAV_FALLBACK_MAX_MEAN = 2.0
+"""Bound on the mean |difference| (uint8 levels) between PyAV-decoded, resized frames (the fallback
+when decord cannot open a file) and decord's. The two scalers round differently, so single pixels
+on edges differ a lot (41 levels on the public fixture) while the mean stays small (0.84 there).
+Measured on the same fixture, the mean exceeds 2 for real mistakes: swapped colour channels 26,
+nearest-neighbour scaling 2.8, frames one index late 2.1; bicubic instead of bilinear (1.8) is
+within it."""
 
 
 # =========================================================================== the original's views
@@ -373,7 +381,8 @@ def check_model_fixture_data(fixture_dir: str | Path) -> list[ParityRow]:
         fixture_dir: folder with ``manifest.json``, ``inputs/`` and ``golden/``.
 
     Returns:
-        `ParityRow`s for sampling, frames (decord exact, PyAV fallback reported), pixels,
+        `ParityRow`s for sampling, frames (decord exact, the PyAV fallback within
+        `PYAV_FALLBACK_MAX_MEAN`), pixels,
         train augmentation, the training text tensors and the inference text side.
     """
     from safetensors.torch import load_file
@@ -419,8 +428,8 @@ def check_model_fixture_data(fixture_dir: str | Path) -> list[ParityRow]:
             want = frames["frames_resized_uint8"]
             r.append(compare_exact(f"{n}/frames/decord_resized", clip.frames, want))
             fb = torch.from_numpy(pyav_read_frames(video, clip.indices, h, w))
-            diff = (fb.int() - want.int()).abs()
-            r.append(ParityRow(f"{n}/frames/pyav_resized_fallback", float(diff.max()), "informative", True, f"mean |diff| {float(diff.float().mean()):.3f} uint8 levels (decord's scaler is not reproducible with swscale)"))
+            r.append(compare_mean_abs(f"{n}/frames/pyav_resized_fallback", fb, want, PYAV_FALLBACK_MAX_MEAN,
+                                      "uint8 levels (decord's scaler is not reproducible with swscale)"))
         if "frames_native_uint8" in frames:
             nat = torch.from_numpy(pyav_read_frames(video, clip.indices))
             r.append(compare_exact(f"{n}/frames/pyav_native", nat, frames["frames_native_uint8"]))
