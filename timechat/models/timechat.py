@@ -210,8 +210,10 @@ class TimeChat(nn.Module):
             query_embeds=queries,
             encoder_hidden_states=image_features,
         ).last_hidden_state  # (B*T, Q+L, D)
+        # `compat` keeps all Q+L rows, padded timestamp-text rows included, as the original does;
+        # `fixed` keeps the query rows only, as InstructBLIP intends.
         if self.cfg.mode == "fixed":
-            frame_states = frame_states[:, :nq]  # (B*T, Q, D): InstructBLIP keeps the query rows only
+            frame_states = frame_states[:, :nq]  # (B*T, Q, D)
         rows, d = frame_states.shape[1], frame_states.shape[2]
         frame_states = self.add_frame_positions(frame_states.reshape(b, t, rows, d))  # (B, T, Q', D)
         video_q = self.encode_windows(self.video_windows(frame_states))  # (B, N_v * n_windows, D)
@@ -296,7 +298,7 @@ class TimeChat(nn.Module):
             return self.encode_video(x, ts_b["input_ids"], ts_b["attention_mask"])  # x: (B, 3, T, H, W)
 
         if isinstance(videos, torch.Tensor):
-            if from_features:
+            if from_features:  # the feature cache flattens the frames, so B comes from the text batch
                 b = batch["input_ids"].shape[0] if "input_ids" in batch else videos.shape[0]
             else:
                 b = videos.shape[0]
