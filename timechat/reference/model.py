@@ -6,6 +6,10 @@ under `reference_model_config`, tolerances), golden inputs and per-stage outputs
 (`golden/train_forward.safetensors`, `golden/inference.safetensors`, `golden/generation.json`).
 Everything here is derived from the manifest, so other fixtures (dimensions, frame counts,
 windows, batch sizes) work unchanged.
+
+The intermediate stages are observed from outside the model (`capture_stages`: forward hooks on
+its submodules plus the return values of two small methods) during the same forward that gives
+the logits and the loss, so `TimeChat` carries no parity arguments and nothing runs twice.
 """
 
 from __future__ import annotations
