@@ -344,7 +344,7 @@ class TimeChat(nn.Module):
             batch: collated batch with `images` (or `image_features`), `timestamps`, `input_ids`,
                 `attention_mask`, `labels`.
         Returns:
-            dict with `loss`, `logits`, `num_tokens` (supervised token count) and, if asked, `stages`.
+            dict with `loss`, `logits` and, if asked, `stages`.
         """
         video_embeds = self.encode_batch_videos(batch)
         inputs_embeds = self.splice_video(batch["input_ids"], video_embeds)
@@ -366,8 +366,6 @@ class TimeChat(nn.Module):
                 ignore_index=IGNORE_INDEX, reduction="sum",
             )
             result["loss"] = loss_sum / num_tokens.clamp(min=1)
-            result["loss_sum"] = loss_sum
-            result["num_tokens"] = num_tokens
         if return_stages:
             result["stages"] = {"inputs_embeds": inputs_embeds}
         return result
