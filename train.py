@@ -26,13 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     setup_logging(cfg.output_dir if "output_dir" in cfg else None, rank)
     recipe = TrainRecipe(cfg)
+    recipe.setup()
     summary = recipe.train()
     if recipe.dist.is_main:
         print(json.dumps({k: v for k, v in summary.items() if k != "losses"} | {"final_loss": summary["losses"][-1]
                          if summary["losses"] else None}, indent=1))
-    from timechat.distributed import cleanup
-
-    cleanup()
+    recipe.cleanup()
     return 0
 
 

@@ -13,30 +13,23 @@ Figures (`figure` field; `value` in `unit`):
   matmul_tflops                       dense GEMM peak (bf16 8192^3 on GPU; fp32 on CPU)
   vit_forward                         frozen ViT + ln_vision over 96 frames, frames/s
   train_step_b{1,2,4}, train_step_bmax
-                                      full training step (forward incl. ViT, backward, AdamW) on a
+                                      `TrainRecipe.train_step` (the method the training loop calls:
+                                      LR schedule, forward incl. ViT, backward, clipping, AdamW) on a
                                       ready batch: samples/s, with tokens/s, peak memory and MFU
   train_step_cached_features_b{1,4}   the same step from cached ln_vision features (no ViT)
   llm_lora_train_1x1024, _8x2048      stock peft-LoRA LLaMA train step, tokens/s
-  eval_videos_per_s_b{1,16}, _bmax    grounding eval: decode+transform in DataLoader workers, ViT,
-                                      Q-Formers, prompt, greedy decoding of exactly 64 new tokens
+  eval_videos_per_s_b{1,16}, _bmax    grounding eval through `InferenceEngine.run` (the evaluation
+                                      code: decode + transform in DataLoader workers, ViT, Q-Formers,
+                                      Chat prompt, greedy decoding of exactly 64 new tokens, result
+                                      files), on generated videos
   eval_new_tokens_per_s_b1            64 x eval_videos_per_s_b1 (the original's end-to-end figure)
   decode_tokens_per_s_b1              pure KV-cache decoding speed of our `generate` (prefill excluded)
   hf_generate_tokens_per_s_b{1,16}    HF `generate` on the same LLM (64 new tokens, prefill included)
 
-FLOPs per training sample (`flops_per_sample`; model FLOPs, not hardware FLOPs):
-  * a matmul of a token by a (n x m) weight costs 2nm forward. Forward of a part = 2 * (its
-    matmul parameters) * (tokens that pass through them) + attention scores/values (4 * s_q * s_k * d
-    per layer; LLaMA is causal, so half of that);
-  * frozen ViT: forward only (no graph): 2 * P_vit * 257 tokens per frame + attention;
-  * LLaMA with frozen base weights: forward 2*P*S, backward needs the activation gradients
-    (another 2*P*S, LoRA sits in every layer and the video tokens need gradients) but no weight
-    gradients: 4*P_base*S; the trainable LoRA weights cost the usual 6*P_lora*S; attention 3x forward;
-  * trainable Q-Formers, video Q-Former and llama_proj: 6 * params * tokens (+ attention 3x forward);
-  * gradient-checkpointing recomputation is NOT counted (MFU, not HFU); embedding lookups,
-    norms, softmax and the optimizer are ignored.
-  TimeChat-7B, 96 frames, 704 text + 96 video tokens: ViT ~50, LLaMA ~22, Q-Formers ~4.4 TFLOP per
-  sample, i.e. ~76 TFLOP (the original's accounting: ~74). MFU = FLOP/s / the device's dense bf16
-  peak (spec table below; the measured GEMM peak where the GPU is unknown and on CPU).
+The model, its optimizer and the training step come from a `TrainRecipe` set up from a config
+(`recipe_config`: the 7B or tiny preset, random weights, one dataset of the generated videos).
+FLOPs per training sample and MFU: `timechat.flops` (model FLOPs, not hardware FLOPs; MFU = FLOP/s
+over the device's dense bf16 peak, or the measured GEMM peak where the GPU is unknown and on CPU).
 
 The original's figures (H200) are constants below; `ratio_vs_original` = ours / theirs for the
 matching figures on a CUDA device with the 7B shapes (null otherwise, e.g. in smoke mode).
@@ -65,7 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a file from any directory
     sys.path.insert(0, str(REPO))
 
-from timechat.models.config import TimeChatConfig  # noqa: E402
+from timechat.flops import flops_per_sample, llm_flops_per_sequence, mfu, peak_bf16_flops  # noqa: E402
 
 # The original TimeChat on one H200 (its README's speed table, reproduced for this project).
 ORIGINAL_H200 = {
@@ -76,13 +69,6 @@ ORIGINAL_H200 = {
     "eval_new_tokens_per_s_b1": 24.7,
     "eval_videos_per_s_b16": 2.27,
 }
-
-# Dense bf16 tensor-core peak in TFLOP/s (no sparsity), matched against the device name in order.
-PEAK_BF16_TFLOPS = (
-    ("H200", 989.4), ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.4), ("H800", 989.4),
-    ("GH200", 989.4), ("B200", 2250.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0), ("L4", 121.0),
-    ("A10G", 70.0), ("RTX 4090", 165.0),
-)
 
 SECTIONS = ("matmul", "vit", "train", "cached", "llm", "eval", "generate")
 GROUNDING_QUERY = "person turn a light on"
@@ -105,8 +91,6 @@ class Sizes:
     eval_batches: tuple[int, ...] = (1, 16)
     eval_batch_cap: int = 256
     new_tokens: int = 64
-    vit_chunk: int = 1536
-    """Frames per ViT call in eval (16 videos x 96 frames, what the original ran at batch 16)."""
     n_videos: int = 8
     """Distinct generated video files (items cycle over them; each item is decoded again)."""
     video_seconds: float = 30.0
@@ -121,69 +105,10 @@ class Sizes:
 
 
 SMOKE = Sizes(
-    n_frames=8, n_text=48, n_supervised=8, train_batch_cap=8, eval_batch_cap=32, new_tokens=8, vit_chunk=64,
-    n_videos=2, video_seconds=12.0, llm_anchors=((1, 64), (8, 128)), generate_context=48, matmul_n=256,
+    n_frames=8, n_text=48, n_supervised=8, train_batch_cap=8, eval_batch_cap=32, new_tokens=8, n_videos=2,
+    video_seconds=12.0, llm_anchors=((1, 64), (8, 128)), generate_context=48, matmul_n=256,
     warmup=1, iters=2, budget_s={s: 5.0 for s in SECTIONS},
 )
-
-
-# --------------------------------------------------------------------------- FLOP model
-def flops_per_sample(cfg: TimeChatConfig, n_frames: int, n_text: int, ts_len: int, *,
-                     include_vit: bool = True) -> dict[str, float]:
-    """Model FLOPs of one training sample (forward + backward), by part; see the module docstring.
-
-    Args:
-        cfg: the architecture.
-        n_frames: frames of the video; n_text: text tokens of the prompt (video tokens are added).
-        ts_len: timestamp-text tokens per frame fed to the frame Q-Former.
-        include_vit: False for the cached-feature step (the ViT does not run).
-    Returns:
-        dict with `vit`, `qformers`, `llm` and `total` FLOPs.
-    """
-    v, q, vq, llm = cfg.vision, cfg.qformer, cfg.video_qformer, cfg.llm
-    n_img = v.num_tokens
-    # Frozen ViT, forward only: qkv + proj (4 w^2) and MLP (2 w m) per block, patch embedding, attention.
-    vit_params = v.depth * (4 * v.width**2 + 2 * v.width * v.mlp_hidden)
-    vit = n_frames * (2 * vit_params * n_img + 2 * 3 * v.patch_size**2 * v.width * (n_img - 1)
-                      + v.depth * 4 * n_img**2 * v.width)
-    # Frame Q-Former (trainable: 3x forward). Queries and timestamp text share self-attention; each
-    # token goes through one FFN; every `cross_attention_freq`-th layer the queries attend the image.
-    h, ffn, nq = q.hidden_size, q.intermediate_size, q.num_query_tokens
-    s = nq + ts_len
-    fq = 0.0
-    for layer in range(q.num_layers):
-        fq += 2 * (4 * h * h + 2 * h * ffn) * s + 4 * s * s * h
-        if layer % q.cross_attention_freq == 0:
-            fq += 2 * (2 * h * h * nq + 2 * v.width * h * n_img) + 4 * nq * n_img * h
-    fq *= n_frames
-    # Video Q-Former over sliding windows of frame outputs (rows per frame: queries [+ text in compat]).
-    rows = nq + (ts_len if cfg.mode == "compat" else 0)
-    n_win = math.ceil(n_frames / cfg.stride) if cfg.stride > 0 else 1
-    win = min(cfg.window_size, n_frames) if cfg.stride > 0 else n_frames
-    nv, enc = vq.num_query_tokens, win * rows
-    fv = 0.0
-    for layer in range(vq.num_layers):
-        fv += 2 * (4 * h * h + 2 * h * ffn) * nv + 4 * nv * nv * h
-        if layer % vq.cross_attention_freq == 0:
-            fv += 2 * (2 * h * h * nv + 2 * h * h * enc) + 4 * nv * enc * h
-    fv *= n_win
-    n_video = cfg.num_video_tokens(n_frames)
-    proj = 2 * h * llm.hidden_size * n_video
-    qformers = 3 * (fq + fv + proj)
-    # LLaMA: frozen base (fwd + activation grads = 4 P S), LoRA (6 P S), causal attention (3x fwd).
-    d, kv = llm.hidden_size, llm.hidden_size * llm.num_kv_heads // llm.num_heads
-    seq = n_text + n_video
-    base = llm.num_layers * (2 * d * d + 2 * d * kv + 3 * d * llm.intermediate_size) + d * llm.vocab_size
-    lora = 0
-    if cfg.lora.enabled:
-        dims = {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d),
-                "gate_proj": (d, llm.intermediate_size), "up_proj": (d, llm.intermediate_size),
-                "down_proj": (llm.intermediate_size, d)}
-        lora = llm.num_layers * sum(cfg.lora.r * sum(dims[m]) for m in cfg.lora.target_modules if m in dims)
-    attn_fwd = llm.num_layers * 2 * seq * seq * d  # causal: half of 4 s^2 d
-    lm = (4 * base + 6 * lora) * seq + 3 * attn_fwd
-    vit = vit if include_vit else 0.0
-    return {"vit": float(vit), "qformers": float(qformers), "llm": float(lm), "total": float(vit + qformers + lm)}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -214,13 +139,10 @@ class Runner:
 
     # -- environment
     def _spec_peak(self) -> tuple[float | None, str]:
-        if not self.cuda:
+        peak = peak_bf16_flops(torch.cuda.get_device_name(self.device)) if self.cuda else None
+        if peak is None:
             return None, "measured_matmul"
-        name = torch.cuda.get_device_name(self.device)
-        for key, tflops in PEAK_BF16_TFLOPS:
-            if key in name:
-                return tflops * 1e12, f"spec_dense_bf16:{key}"
-        return None, "measured_matmul"
+        return peak[0], f"spec_dense_bf16:{peak[1]}"
 
     def sync(self) -> None:
         if self.cuda:
@@ -264,7 +186,7 @@ class Runner:
             self.out.flush()
 
     def mfu(self, flop_per_s: float) -> float | None:
-        return flop_per_s / self.peak_tflops if self.peak_tflops else None
+        return mfu(flop_per_s, self.peak_tflops)
 
     def timed(self, fn: Callable[[], Any], budget_s: float, warmup: int | None = None,
               iters: int | None = None) -> list[float]:
@@ -328,23 +250,51 @@ def find_tokenizer_dir(explicit: str | None, fixture: str, builtin: str, tiny: b
 
 
 # --------------------------------------------------------------------------- model and inputs
-def build_model(run: Runner):
-    """TimeChat (7B shapes on CUDA, tiny otherwise) with random weights, on the device."""
-    from timechat.models.builders import build_timechat, timechat_7b, timechat_tiny
+def bench_data(run: Runner):
+    """Generated videos (TimeIT records of grounding) under the workdir: the recipe's dataset and the eval's videos."""
+    from timechat.data.synthetic import generate_synthetic_dataset
 
-    preset = timechat_tiny if run.tiny else timechat_7b
-    cfg = preset(dtype=run.dtype, gradient_checkpointing=run.args.grad_ckpt)
+    size = 224 if not run.tiny else 64
+    out = run.workdir / f"videos_{size}px_{int(run.sizes.video_seconds)}s_{run.sizes.n_videos}"
+    return generate_synthetic_dataset(out, num_train=run.sizes.n_videos, num_val=0, num_test=0, size=size,
+                                      duration=(run.sizes.video_seconds, run.sizes.video_seconds), fps=8.0,
+                                      tasks=("tvg",), max_events=1, num_event_types=1)
+
+
+def recipe_config(run: Runner, data, llama_dir: str, bert_dir: str):
+    """The training config the benchmark sets a `TrainRecipe` up from: the 7B (CUDA) or tiny preset with
+    random weights, the run's defaults except one micro-batch per step and nothing written but the run folder."""
+    from timechat.config import load_config
+    from timechat.models.builders import timechat_7b, timechat_tiny
+
+    preset = "timechat_tiny" if run.tiny else "timechat_7b"
+    arch = (timechat_tiny if run.tiny else timechat_7b)()
+    model_cfg: dict[str, Any] = {"dtype": run.dtype, "gradient_checkpointing": bool(run.args.grad_ckpt)}
     if run.args.smoke:
-        cfg.max_frame_pos = max(cfg.max_frame_pos, run.sizes.n_frames)
+        model_cfg["max_frame_pos"] = max(arch.max_frame_pos, run.sizes.n_frames)
+    return load_config(None, defaults={
+        "output_dir": str(run.workdir / f"train_{preset}"),
+        "model": {"name": preset, "config": model_cfg, "tokenizer": llama_dir, "bert_tokenizer": bert_dir},
+        "datasets": {"generated_tvg": {"records": str(data.instruct["tvg"]["train"]), "videos_root": str(data.out_dir),
+                                       "n_frms": run.sizes.n_frames, "image_size": arch.vision.image_size,
+                                       "sampling": "uniform"}},
+        "run": {"device": str(run.device), "precision": run.dtype, "accum_grad_iters": 1, "num_workers": 0,
+                "resume": None, "tensorboard": False, "export_original": False},
+    })
+
+
+def build_recipe(run: Runner, data, llama_dir: str, bert_dir: str):
+    """A `TrainRecipe` set up from `recipe_config`; its model serves every section."""
+    from timechat.train.recipe import TrainRecipe
+
     t0 = time.perf_counter()
-    torch.manual_seed(0)
-    # Materialise every parameter directly on the device: the fp32 construction of the 7B model
+    recipe = TrainRecipe(recipe_config(run, data, llama_dir, bert_dir))
+    # Materialise every parameter directly on the GPU: the fp32 construction of the 7B model
     # (~31 GB) fits an 80 GB GPU, and the frozen towers are cast to bf16 right after.
-    with run.device:
-        model, _ = build_timechat(cfg)
-    model.to(run.device)
-    run.log(f"built {run.common['model']} in {time.perf_counter() - t0:.1f}s on {run.device}")
-    return model
+    with run.device if run.cuda else contextlib.nullcontext():
+        recipe.setup()
+    run.log(f"set up {run.common['model']} in {time.perf_counter() - t0:.1f}s on {run.device}")
+    return recipe
 
 
 def timestamp_sentences_for(n_frames: int, seconds: float) -> list[str]:
@@ -382,26 +332,6 @@ def make_train_batch(run: Runner, model, ts_tok, b: int, features: bool = False)
     else:
         batch["images"] = torch.randn(b, 3, s.n_frames, size, size, device=dev)  # (B, 3, T, H, W)
     return batch
-
-
-class TrainStep:
-    """forward (autocast) + backward + AdamW step over the trainable parameters."""
-
-    def __init__(self, run: Runner, model) -> None:
-        self.run, self.model = run, model
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=1e-6, weight_decay=0.05, **({"fused": True} if run.cuda else {}))
-
-    def __call__(self, batch: dict[str, Any]) -> float:
-        with self.run.amp():
-            loss = self.model(batch)["loss"]
-        loss.backward()
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        return loss
-
-    def clear(self) -> None:
-        self.opt.zero_grad(set_to_none=True)
 
 
 # --------------------------------------------------------------------------- sections
@@ -442,17 +372,17 @@ def section_vit(run: Runner, ctx: dict[str, Any]) -> None:
 
 def measure_train(run: Runner, ctx: dict[str, Any], b: int, features: bool, budget: float) -> dict[str, Any] | None:
     """Time the training step at batch b; None if it does not fit in memory."""
-    step: TrainStep = ctx["train_step"]
+    step = ctx["train_step"]  # TrainRecipe.train_step, bound to the recipe
     holder: dict[str, Any] = {}
 
     def go() -> list[float]:
-        holder["batch"] = make_train_batch(run, ctx["model"], ctx["ts_tok_train"], b, features)
-        return run.timed(lambda: step(holder["batch"]), budget)
+        holder["batches"] = [make_train_batch(run, ctx["model"], ctx["ts_tok_train"], b, features)]
+        return run.timed(lambda: step(holder["batches"]), budget)
 
     run.reset_peak()
     ok, times = try_fits(run, go)
     holder.clear()
-    step.clear()
+    ctx["recipe"].optimizer.zero_grad(set_to_none=True)  # gradients left by a step that ran out of memory
     if not ok:
         run.free()
         return None
@@ -561,7 +491,7 @@ def section_llm(run: Runner, ctx: dict[str, Any]) -> None:
             continue
         t_step = statistics.median(times)
         peak, basis = run.peak_mem_gib()
-        fl = _llm_flops(model.cfg, seq)
+        fl = llm_flops_per_sequence(model.cfg, seq)
         run.emit(name, b * seq / t_step, "tokens/s", b, seq_len=seq, step_s=t_step, peak_mem_gib=peak, mem_basis=basis,
                  gradient_checkpointing=ckpt, mfu=run.mfu(fl * b / t_step), mfu_basis=run.peak_basis)
         run.free()
@@ -569,114 +499,88 @@ def section_llm(run: Runner, ctx: dict[str, Any]) -> None:
     run.free()
 
 
-def _llm_flops(cfg: TimeChatConfig, seq: int) -> float:
-    """LLM part of `flops_per_sample` for a text-only sequence of `seq` tokens."""
-    full = flops_per_sample(cfg, 1, seq - cfg.num_video_tokens(1), 0, include_vit=False)
-    return full["llm"]
-
-
 # -- eval -----------------------------------------------------------------------------------------
-class EvalVideos(torch.utils.data.Dataset):
-    """Grounding-eval items: decoded + transformed frames and the tokenized Charades-style prompt."""
+def grounding_samples(videos: list[str], n: int) -> list[Any]:
+    """`n` Charades-style grounding requests cycling over `videos` (each item decodes its video again)."""
+    from timechat.eval.inference import EvalSample
+    from timechat.eval.prompts import TASK_PROMPTS, format_task_prompt
 
-    def __init__(self, paths: list[str], length: int, n_frms: int, size: int, llama_dir: str) -> None:
-        self.paths, self.length, self.n_frms, self.size, self.llama_dir = paths, length, n_frms, size, llama_dir
-        self._tok = None
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        from timechat.data.conversation import ChatState, segment_ids
-        from timechat.data.tokenization import LlamaTokenizer
-        from timechat.data.transforms import eval_transform
-        from timechat.data.video import load_video
-        from timechat.eval.prompts import SYSTEM_EVALUATE, TASK_PROMPTS, format_task_prompt
-
-        if self._tok is None:
-            self._tok = LlamaTokenizer.from_pretrained(self.llama_dir)
-        clip = load_video(self.paths[i % len(self.paths)], self.n_frms, self.size, self.size, "uniform")
-        chat = ChatState(system=SYSTEM_EVALUATE)
-        chat.upload_video(clip.msg)
-        chat.ask(format_task_prompt(TASK_PROMPTS["tvg_description_zeroshot"], "charades", GROUNDING_QUERY))
-        return {"pixels": eval_transform(clip.frames), "sentences": clip.sentences,  # (3, T, H, W)
-                "segments": segment_ids(chat.prompt_for_answer(), self._tok)}
+    prompt = format_task_prompt(TASK_PROMPTS["tvg_description_zeroshot"], "charades", GROUNDING_QUERY)
+    return [EvalSample(id=f"bench{i:05d}", video=videos[i % len(videos)], prompt=prompt) for i in range(n)]
 
 
-def collate_eval(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"pixels": torch.stack([it["pixels"] for it in items]),  # (B, 3, T, H, W)
-            "sentences": [it["sentences"] for it in items], "segments": [it["segments"] for it in items]}
+def eval_engine(run: Runner, ctx: dict[str, Any], b: int):
+    """The evaluation's `InferenceEngine` over the recipe's model, decoding exactly `new_tokens` per video."""
+    from timechat.config import EvalConfig
+    from timechat.eval.inference import InferenceEngine
+
+    workers = min(8, os.cpu_count() or 1) if not run.args.smoke else min(2, os.cpu_count() or 1)
+    cfg = EvalConfig(num_frames=run.sizes.n_frames, batch_size=b, num_workers=workers,
+                     max_new_tokens=run.sizes.new_tokens, precision=run.dtype, max_context=100_000, resume=False,
+                     log_every_s=1e9)
+    recipe = ctx["recipe"]
+    return InferenceEngine(recipe.model, recipe.tokenizers, cfg, run.workdir / "eval_results", run.device,
+                           rank=0, world_size=1, ignore_eos=True)
 
 
-def eval_videos(run: Runner) -> list[str]:
-    from timechat.data.synthetic import generate_synthetic_dataset
+class LastContext:
+    """Records the last prompt context (embeds, mask) the engine builds, for `decode_tokens_per_s_b1`;
+    used around the warm-up run only, so timed runs call the model unwrapped."""
 
-    size = 224 if not run.tiny else 64
-    out = run.workdir / f"videos_{size}px_{int(run.sizes.video_seconds)}s_{run.sizes.n_videos}"
-    summary = generate_synthetic_dataset(out, num_train=run.sizes.n_videos, num_val=0, num_test=0, size=size,
-                                         duration=(run.sizes.video_seconds, run.sizes.video_seconds), fps=8.0,
-                                         tasks=("tvg",), max_events=1, num_event_types=1)
-    return sorted(str(p) for p in summary.videos_dir["train"].glob("*.mp4"))
+    def __init__(self, model) -> None:
+        self.model, self.last = model, None
 
+    def __enter__(self) -> "LastContext":
+        build = self.model.build_context_embeds
 
-def eval_batch(run: Runner, ctx: dict[str, Any], batch: dict[str, Any]) -> torch.Tensor:
-    """ViT (in chunks) -> Q-Formers -> prompt context -> greedy decoding of exactly `new_tokens`."""
-    from timechat.data.collate import inference_timestamps
-    from timechat.models.generation import GenerationConfig, generate
+        def record(*args: Any, **kwargs: Any):
+            embeds, mask = build(*args, **kwargs)
+            self.last = (embeds[:1].clone(), mask[:1].clone())
+            return embeds, mask
 
-    model = ctx["model"]
-    pixels = batch["pixels"].to(run.device, non_blocking=True)
-    b, c, t, h, w = pixels.shape
-    ts = inference_timestamps(batch["sentences"], ctx["ts_tok_eval"]).calls[0]
-    with torch.inference_mode(), run.amp():
-        frames = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # (B*T, 3, H, W)
-        feats = torch.cat([model.encode_frames(x) for x in frames.split(run.sizes.vit_chunk)])  # (B*T, N_img, D_v)
-        video = model.encode_from_features(feats, b, t, ts["input_ids"].to(run.device), ts["attention_mask"].to(run.device))
-        embeds, mask = model.build_context_embeds(batch["segments"], list(video))
-        cfg = GenerationConfig(max_new_tokens=run.sizes.new_tokens, eos_token_id=-1, max_context=100_000)
-        out = generate(model.llama_model, embeds, mask, cfg)
-    ctx["eval_context_len"] = int(embeds.shape[1])
-    ctx["eval_last"] = (embeds[:1].clone(), mask[:1].clone())
-    return out.sequences
+        self.model.build_context_embeds = record
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        del self.model.build_context_embeds  # the class's method again
 
 
 def measure_eval(run: Runner, ctx: dict[str, Any], b: int, batches: int, budget: float) -> dict[str, Any] | None:
+    """`InferenceEngine.run` over `batches` batches of `b` videos after a one-batch warm-up run (kernels,
+    allocator); the timed run includes its DataLoader's worker start-up, as an evaluation does."""
     s = run.sizes
-    workers = min(8, os.cpu_count() or 1) if not run.args.smoke else min(2, os.cpu_count() or 1)
-    ds = EvalVideos(ctx["videos"], b * (batches + 1), s.n_frames, ctx["model"].cfg.vision.image_size, ctx["llama_dir"])
-    loader = torch.utils.data.DataLoader(ds, batch_size=b, num_workers=workers, collate_fn=collate_eval,
-                                         pin_memory=run.cuda, prefetch_factor=2 if workers else None)
+    engine = eval_engine(run, ctx, b)
 
-    def go() -> tuple[float, int, int]:
-        it = iter(loader)
-        seqs = eval_batch(run, ctx, next(it))  # warmup: worker start-up, kernels, allocator
-        run.sync()
-        assert seqs.shape == (b, s.new_tokens), seqs.shape
-        t0, done = time.perf_counter(), 0
-        for batch in it:
-            eval_batch(run, ctx, batch)
+    def go() -> tuple[float, int]:
+        with LastContext(engine.model) as last:
+            t0 = time.perf_counter()
+            warm = engine.run(grounding_samples(ctx["videos"], b))
             run.sync()
-            done += 1
-            if time.perf_counter() - t0 > budget:
-                break
-        return time.perf_counter() - t0, done, workers
+            t_warm = time.perf_counter() - t0
+        assert all("answer" in e for e in warm), [e.get("error") for e in warm]
+        ctx["eval_last"] = last.last
+        n = max(1, min(batches, int(budget / max(t_warm, 1e-9))))
+        t0 = time.perf_counter()
+        done = engine.run(grounding_samples(ctx["videos"], b * n))
+        run.sync()
+        assert len(done) == b * n and all("answer" in e for e in done), [e.get("error") for e in done]
+        return time.perf_counter() - t0, n
 
     run.reset_peak()
     ok, res = try_fits(run, go)
     if not ok:
         return None
-    elapsed, done, workers = res
+    elapsed, done = res
     peak, basis = run.peak_mem_gib()
     run.free()
     return {"videos_per_s": b * done / elapsed, "batches_timed": done, "peak_mem_gib": peak, "mem_basis": basis,
-            "new_tokens": s.new_tokens, "frames": s.n_frames, "workers": workers,
-            "context_len": ctx.get("eval_context_len")}
+            "new_tokens": s.new_tokens, "frames": s.n_frames, "workers": engine.cfg.num_workers,
+            "context_len": int(ctx["eval_last"][0].shape[1])}
 
 
 def section_eval(run: Runner, ctx: dict[str, Any]) -> None:
     s = run.sizes
     ctx["model"].eval()
-    ctx["videos"] = eval_videos(run)
     deadline = time.perf_counter() + s.budget_s["eval"]
     per = s.budget_s["eval"] / 6
     found: dict[int, dict[str, Any]] = {}
@@ -761,14 +665,14 @@ def profile_train(run: Runner, ctx: dict[str, Any]) -> str:
     """torch.profiler table of the training step's top ops (batch 1), printed to stderr."""
     from torch.profiler import ProfilerActivity, profile
 
-    step: TrainStep = ctx["train_step"]
-    batch = make_train_batch(run, ctx["model"], ctx["ts_tok_train"], 1)
-    step(batch)
+    step = ctx["train_step"]
+    batches = [make_train_batch(run, ctx["model"], ctx["ts_tok_train"], 1)]
+    step(batches)
     run.sync()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if run.cuda else [])
     with profile(activities=activities) as prof:
         for _ in range(2 if run.args.smoke else 3):
-            step(batch)
+            step(batches)
         run.sync()
     key = "self_cuda_time_total" if run.cuda else "self_cpu_time_total"
     try:
@@ -806,7 +710,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from timechat.data.tokenization import LlamaTokenizer, load_bert_tokenizer
+    from timechat.data.tokenization import tokenize_timestamps
 
     run = Runner(args)
     t_start = time.perf_counter()
@@ -826,19 +730,14 @@ def main(argv: list[str] | None = None) -> int:
         _guard(run, "matmul", section_matmul, ctx)
     elif run.peak_tflops is None:
         section_matmul(run, ctx)
-    model = build_model(run)
-    llama_tok = LlamaTokenizer.from_pretrained(llama_dir)
-    bert_tok = load_bert_tokenizer(bert_dir)
-    toks = {"llama": llama_tok, "bert": bert_tok}
-    ctx.update(model=model, ts_tok_train=toks[model.cfg.timestamp_tokenizer(True)],
-               ts_tok_eval=toks[model.cfg.timestamp_tokenizer(False)])
-    from timechat.data.tokenization import tokenize_timestamps
-
+    data = bench_data(run)
+    ctx["videos"] = sorted(str(p) for p in data.videos_dir["train"].glob("*.mp4"))
+    recipe = build_recipe(run, data, llama_dir, bert_dir)
+    model = recipe.model
+    ctx.update(recipe=recipe, model=model, train_step=recipe.train_step,
+               ts_tok_train=recipe.tokenizers.timestamp(model.cfg, training=True))
     ctx["ts_len_train"] = int(tokenize_timestamps(timestamp_sentences_for(run.sizes.n_frames, run.sizes.video_seconds),
                                                   ctx["ts_tok_train"])["input_ids"].shape[1])
-    if {"train", "cached"} & set(sections) or args.profile:
-        model.train()
-        ctx["train_step"] = TrainStep(run, model)
     for name in sections:
         if name == "matmul":
             continue
@@ -847,6 +746,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         model.train()
         _guard(run, "profile", profile_train, ctx)
+    recipe.cleanup()
     run.log(f"done in {time.perf_counter() - t_start:.1f}s" + (f"; errors: {run.errors}" if run.errors else ""))
     if run.out:
         run.out.close()

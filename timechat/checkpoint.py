@@ -25,7 +25,7 @@ filesystem shared by all ranks. Works with plain and DDP-wrapped models (identic
 on every rank). Under DeepSpeed the recipe saves without the optimizer here and lets the engine
 write its ZeRO shards beside the step folders (``checkpoints/deepspeed/step_N``).
 
-Compared with the original (TIMECHAT_SPEC.md sections 2.5 and 4.8): the original saved
+Compared with the original (its LAVIS runner's checkpoint save and resume): the original saved
 ``{"model", "optimizer", "config", "scaler", "epoch"}`` at the end of each epoch and resumed with a
 strict ``load_state_dict`` of that partial dict, which fails on the absent frozen weights. Here
 loading is strict on the *trainable* set: every trainable parameter must be in the file, and a

@@ -19,7 +19,11 @@ from timechat.train.recipe import TrainRecipe
 
 def _run(data_root: Path, out: Path, *extra: str) -> dict:
     recipe = TrainRecipe(load_config(CONFIG, _overrides(data_root, out, *extra)))
-    return recipe.train()
+    recipe.setup()
+    try:
+        return recipe.train()
+    finally:
+        recipe.cleanup()
 
 
 def test_resume_is_bitwise_identical(synthetic_root, tmp_path):

@@ -266,6 +266,8 @@ class InferenceEngine:
         device: the model's device.
         rank / world_size: this process's place (default: from `timechat.distributed`).
         signature: settings that identify the run (see `run_signature`); a resumed run must match.
+        ignore_eos: decode exactly `cfg.max_new_tokens` per round, past any EOS (for throughput
+            measurements, e.g. `scripts/benchmark.py`; the answers are then not the model's).
     """
 
     def __init__(
@@ -279,6 +281,7 @@ class InferenceEngine:
         rank: int | None = None,
         world_size: int | None = None,
         signature: dict[str, Any] | None = None,
+        ignore_eos: bool = False,
     ) -> None:
         self.model = model
         self.cfg = cfg
@@ -297,6 +300,7 @@ class InferenceEngine:
             self.ts_tok = tokenizers.timestamp(model.cfg, training=False)
         self.system = resolve_system(cfg.system)
         self.signature = signature
+        self.ignore_eos = ignore_eos
         self.stats: dict[str, Any] = {}
 
     # -- helpers -----------------------------------------------------------------------------
@@ -310,7 +314,7 @@ class InferenceEngine:
         return GenerationConfig(
             max_new_tokens=c.max_new_tokens, do_sample=c.do_sample, temperature=c.temperature,
             top_p=c.top_p if c.do_sample else 1.0, seed=c.seed + 1000 * batch_index + round_index,
-            max_context=c.max_context,
+            max_context=c.max_context, **({"eos_token_id": -1} if self.ignore_eos else {}),
         )
 
     def _check_signature(self) -> None:

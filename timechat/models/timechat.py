@@ -345,8 +345,8 @@ class TimeChat(nn.Module):
             batch: collated batch with `images` (or `image_features`), `timestamps`, `input_ids`,
                 `attention_mask`, `labels`.
         Returns:
-            dict with `logits` (B, L, V) and, when the batch has `labels`, `loss`, `loss_sum` and
-            `num_tokens` (supervised token count).
+            dict with `logits` (B, L, V) and, when the batch has `labels`, `loss` (mean over the
+            supervised tokens).
         """
         video_embeds = self.encode_batch_videos(batch)
         inputs_embeds = self.splice_video(batch["input_ids"], video_embeds)
@@ -368,8 +368,6 @@ class TimeChat(nn.Module):
                 ignore_index=IGNORE_INDEX, reduction="sum",
             )
             result["loss"] = loss_sum / num_tokens.clamp(min=1)
-            result["loss_sum"] = loss_sum
-            result["num_tokens"] = num_tokens
         return result
 
     def build_context_embeds(

@@ -1,5 +1,5 @@
-"""The TimeChat fine-tuning recipe: one explicit loop (original `runners/runner_base.py` +
-`tasks/base_task.py`), faithful where it matters and robust where the original was not.
+"""The TimeChat fine-tuning recipe: one explicit loop (the original's LAVIS runner and base task in
+one class), faithful where it matters and robust where the original was not.
 
 Faithful: AdamW with the original's decay groups, the linear-warmup-cosine schedule stepped every
 micro-iteration with its quirks, "epochs" of `iters_per_epoch` iterations, per-batch dataset
@@ -11,7 +11,8 @@ one autocast dtype (no fp16 autocast over bf16 weights), bad samples counted and
 outputs only under `output_dir`, W&B optional.
 
 A "step" is an optimizer step; an "iteration" is a micro-batch. Checkpoints are taken at step
-boundaries.
+boundaries. `TrainRecipe.train_step` is one step; the loop in `train()` calls it and nothing else
+trains (`scripts/benchmark.py` times that same method).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -41,7 +43,7 @@ from timechat import checkpoint as ckpt_io
 from timechat import distributed as dist_utils
 from timechat.logs import MetricLogger, Progress
 from timechat.train.mixing import MultiDatasetIterator, make_train_loader
-from timechat.train.optim import build_optimizer, clip_grad_norm
+from timechat.train.optim import build_optimizer, clip_grad_norm, is_accumulation_boundary, scale_loss_for_accumulation
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +63,26 @@ def move_to(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+class StepResult(NamedTuple):
+    """What one optimizer step (`TrainRecipe.train_step`) reports."""
+
+    loss: torch.Tensor
+    """Mean micro-batch loss of the step on this rank (0-dim, detached)."""
+    grad_norm: torch.Tensor | None
+    """Global gradient norm before clipping (None without run.grad_clip, unless DeepSpeed measured it)."""
+    lr: float
+    """LR set for the step's last micro-batch."""
+    samples: int
+    """Samples this rank consumed in the step."""
+
+
 class TrainRecipe:
-    """Build everything from a config, then `train()`.
+    """One fine-tuning run, in torchtune's recipe shape:
+
+        recipe = TrainRecipe(cfg)   # parse the config only
+        recipe.setup()              # process group, seeds, data, model, optimizer, wrappers, resume
+        summary = recipe.train()    # the loop: `train_step` until `total_steps`, logging, checkpoints
+        recipe.cleanup()            # metric sinks, process group
 
     Args:
         cfg: the merged config (see `timechat.config.load_config`).
@@ -73,6 +93,41 @@ class TrainRecipe:
         self.resolved = resolve_config(cfg)
         self.run: RunConfig = run_config(cfg)
         self.output_dir = Path(self.resolved["output_dir"])
+        self.step = 0
+        self.iteration = 0
+        self.engine = None  # the DeepSpeed engine, when run.deepspeed is set
+        self.metrics: MetricLogger | None = None
+
+    def setup(self) -> None:
+        """Build everything `train()` needs. The order is part of the behaviour: it fixes the random
+        draws (seed, then model init, then data order)."""
+        self._setup_distributed()
+        # The original seeds every library with seed + rank.
+        seed_everything(self.run.seed + self.rank)
+        self._setup_output_dir()
+        if self.run.synthetic_data is not None:
+            self._prepare_synthetic(dict(self.run.synthetic_data))
+        self._setup_model()
+        self.datasets = self._build_datasets()
+        self.data = self._build_data_iterator()
+        self._setup_optimizer()
+        self.engine = self._init_deepspeed() if self.run.deepspeed is not None else None
+        self.ddp_model = self.engine if self.engine is not None else self._wrap_ddp()
+        # Bad samples met by this rank, counted from the batches (so DataLoader workers included).
+        self.data_errors = DataErrorStats()
+        self.metrics = MetricLogger(self.output_dir, rank=self.rank, tensorboard=self.run.tensorboard,
+                                    wandb=self.run.wandb, wandb_project=self.run.wandb_project,
+                                    run_name=self.output_dir.name, config=self.resolved)
+        self._maybe_resume()
+
+    def cleanup(self) -> None:
+        """Close the metric sinks and destroy the process group (if this process has one)."""
+        if self.metrics is not None:
+            self.metrics.close()
+        dist_utils.cleanup()
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _setup_distributed(self) -> None:
         if self.run.deepspeed is not None:
             # DeepSpeed needs a process group even for one process; give it a local one.
             for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
@@ -81,41 +136,30 @@ class TrainRecipe:
         self.dist = dist_utils.init_distributed()
         self.device = self._device()
         self.rank, self.world_size = self.dist.rank, self.dist.world_size
-        # The original seeds every library with seed + rank.
-        seed_everything(self.run.seed + self.rank)
+
+    def _setup_output_dir(self) -> None:
+        """Rank 0 creates `output_dir` and saves the resolved config there; every rank keeps its text."""
         if self.dist.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            self.config_text = save_config(cfg, self.output_dir / "config.yaml")
+            self.config_text = save_config(self.cfg, self.output_dir / "config.yaml")
         else:
             self.config_text = OmegaConf.to_yaml(OmegaConf.create(self.resolved))
         dist_utils.barrier()
 
-        if self.run.synthetic_data is not None:
-            self._prepare_synthetic(dict(self.run.synthetic_data))
-        model_section = self.resolved["model"]
-        self.model, self.tokenizers, self.load_reports = build_model_and_tokenizers(model_section)
+    def _setup_model(self) -> None:
+        self.model, self.tokenizers, self.load_reports = build_model_and_tokenizers(self.resolved["model"])
         self.model_cfg = self.model.cfg
         self.model.to(self.device)
         self.model.train()
-        self.datasets = self._build_datasets()
-        self.data = self._build_data_iterator()
+
+    def _setup_optimizer(self) -> None:
+        """AdamW with the original's decay groups, the LR schedule and (fp16 on CUDA only) a GradScaler."""
         self.optimizer, self.param_report = build_optimizer(
             self.model, lr=self.run.init_lr, weight_decay=self.run.weight_decay, betas=(self.run.beta1, self.run.beta2)
         )
         self.scheduler = self._build_scheduler()
         self.scaler = torch.amp.GradScaler("cuda") if self.run.precision == "fp16" and self.device.type == "cuda" else None
-        self.engine = self._init_deepspeed() if self.run.deepspeed is not None else None
-        self.ddp_model = self.engine if self.engine is not None else self._wrap_ddp()
-        self.step = 0
-        self.iteration = 0
-        # Bad samples met by this rank, counted from the batches (so DataLoader workers included).
-        self.data_errors = DataErrorStats()
-        self.metrics = MetricLogger(self.output_dir, rank=self.rank, tensorboard=self.run.tensorboard,
-                                    wandb=self.run.wandb, wandb_project=self.run.wandb_project,
-                                    run_name=self.output_dir.name, config=self.resolved)
-        self._maybe_resume()
 
-    # -- setup ----------------------------------------------------------------------------------
     def _prepare_synthetic(self, kwargs: dict[str, Any]) -> None:
         """Rank 0 writes the built-in dataset (a no-op if already there with these settings)."""
         from timechat.data.synthetic import generate_synthetic_dataset
@@ -355,6 +399,97 @@ class TrainRecipe:
         steps_per_epoch = max(1, self.run.iters_per_epoch // self.run.accum_grad_iters)
         return self.step % steps_per_epoch == 0
 
+    def train(self) -> dict[str, Any]:
+        """Run until `total_steps` optimizer steps; returns a summary (losses per step, paths)."""
+        r = self.run
+        progress = Progress(total=self.total_steps, start=self.step, rank=self.rank)
+        history: list[float] = []
+        self.optimizer.zero_grad(set_to_none=True)
+        t0 = time.time()
+        samples = 0
+        while self.step < self.total_steps:
+            out = self.train_step()
+            samples += out.samples
+            mean_loss = float(dist_utils.all_reduce_mean(out.loss))
+            history.append(mean_loss)
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(f"loss is {mean_loss} at step {self.step}")
+            if self.step % r.log_every == 0 or self.step == self.total_steps:
+                elapsed = time.time() - t0
+                values = {"train/loss": mean_loss, "train/lr": out.lr,
+                          "train/samples_per_s": samples * self.world_size / max(elapsed, 1e-9)}
+                if out.grad_norm is not None:
+                    values["train/grad_norm"] = float(out.grad_norm)
+                self.metrics.log(values, step=self.step)
+                progress.update(self.step, loss=mean_loss, lr=out.lr, samples_per_s=values["train/samples_per_s"])
+            if self._should_save():
+                self._save()
+        return self._finish(history)
+
+    def train_step(self, batches: Sequence[dict[str, Any]] | None = None) -> StepResult:
+        """One optimizer step: for each of the `accum_grad_iters` micro-batches set the LR, take the
+        batch, forward + backward; then step the optimizer.
+
+        Args:
+            batches: `accum_grad_iters` ready micro-batches on the device (the benchmark's); None
+                draws them from the training data, as the loop does.
+        """
+        accum = self.run.accum_grad_iters
+        if batches is not None and len(batches) != accum:
+            raise ValueError(f"train_step got {len(batches)} micro-batches; run.accum_grad_iters is {accum}")
+        step_loss = torch.zeros((), device=self.device)
+        samples = 0
+        for micro in range(accum):
+            epoch, cur = divmod(self.iteration, self.run.iters_per_epoch)
+            lr = self.scheduler.step(epoch, cur)
+            batch = self._next_batch() if batches is None else batches[micro]
+            if self.engine is not None:
+                loss = self._deepspeed_micro_step(batch)
+            else:
+                loss = self._micro_step(batch, sync=is_accumulation_boundary(micro, accum))
+            step_loss += loss.detach() / accum
+            samples += batch["input_ids"].shape[0]
+            self.iteration += 1
+        grad_norm = self._deepspeed_grad_norm() if self.engine is not None else self._optimizer_step()
+        self.step += 1
+        return StepResult(step_loss, grad_norm, lr, samples)
+
+    def _next_batch(self) -> dict[str, Any]:
+        """The next training batch on the device; its bad-sample counts go to `data_errors`."""
+        batch = next(self.data)
+        if "data_errors" in batch:
+            self.data_errors.merge(batch.pop("data_errors"))
+            self._check_failure_rate()
+        return move_to(batch, self.device)
+
+    def _micro_step(self, batch: dict[str, Any], sync: bool) -> torch.Tensor:
+        """Forward + backward of one micro-batch (single process or DDP); DDP all-reduces only when `sync`."""
+        r = self.run
+        ctx = self.ddp_model.no_sync() if (self.dist.distributed and not sync) else contextlib.nullcontext()
+        with ctx:
+            with self._autocast():
+                out = self.ddp_model(batch)
+            loss = out["loss"]
+            scaled = scale_loss_for_accumulation(loss, r.accum_grad_iters, r.normalize_loss_over_accumulation)
+            if self.scaler is not None:
+                self.scaler.scale(scaled).backward()
+            else:
+                scaled.backward()
+        return loss
+
+    def _optimizer_step(self) -> torch.Tensor | None:
+        """Unscale (fp16), clip, step and zero the gradients; returns the norm before clipping."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = clip_grad_norm(self.model, self.run.grad_clip) if self.run.grad_clip else None
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
     def _deepspeed_micro_step(self, batch: dict[str, Any]) -> torch.Tensor:
         """Forward + backward + `engine.step()` (DeepSpeed steps the optimizer at accumulation boundaries)."""
         out = self.engine(batch)
@@ -365,73 +500,14 @@ class TrainRecipe:
         self.engine.step()
         return loss
 
-    def train(self) -> dict[str, Any]:
-        """Run until `total_steps` optimizer steps; returns a summary (losses per step, paths)."""
+    def _deepspeed_grad_norm(self) -> torch.Tensor | None:
+        """The engine stepped inside the last `_deepspeed_micro_step`; read the norm it measured."""
+        norm = self.engine.get_global_grad_norm()
+        return None if norm is None else torch.as_tensor(float(norm))
+
+    def _finish(self, history: list[float]) -> dict[str, Any]:
+        """Report bad samples, export the original layout if asked, write `train_summary.json`."""
         r = self.run
-        accum = r.accum_grad_iters
-        progress = Progress(total=self.total_steps, start=self.step, rank=self.rank)
-        history: list[float] = []
-        self.optimizer.zero_grad(set_to_none=True)
-        t0 = time.time()
-        samples = 0
-        while self.step < self.total_steps:
-            step_loss = torch.zeros((), device=self.device)
-            for micro in range(accum):
-                epoch, cur = divmod(self.iteration, r.iters_per_epoch)
-                lr = self.scheduler.step(epoch, cur)
-                batch = next(self.data)
-                if "data_errors" in batch:
-                    self.data_errors.merge(batch.pop("data_errors"))
-                    self._check_failure_rate()
-                batch = move_to(batch, self.device)
-                if self.engine is not None:
-                    loss = self._deepspeed_micro_step(batch)
-                    step_loss += loss.detach() / accum
-                    samples += batch["input_ids"].shape[0]
-                    self.iteration += 1
-                    continue
-                sync = micro == accum - 1
-                ctx = self.ddp_model.no_sync() if (self.dist.distributed and not sync) else contextlib.nullcontext()
-                with ctx:
-                    with self._autocast():
-                        out = self.ddp_model(batch)
-                    loss = out["loss"]
-                    scaled = loss / accum if r.normalize_loss_over_accumulation else loss
-                    if self.scaler is not None:
-                        self.scaler.scale(scaled).backward()
-                    else:
-                        scaled.backward()
-                step_loss += loss.detach() / accum
-                samples += batch["input_ids"].shape[0]
-                self.iteration += 1
-            if self.engine is not None:
-                norm = self.engine.get_global_grad_norm()
-                grad_norm = None if norm is None else torch.as_tensor(float(norm))
-            else:
-                if self.scaler is not None:
-                    self.scaler.unscale_(self.optimizer)
-                grad_norm = clip_grad_norm(self.model, r.grad_clip) if r.grad_clip else None
-                if self.scaler is not None:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-            self.step += 1
-            mean_loss = float(dist_utils.all_reduce_mean(step_loss))
-            history.append(mean_loss)
-            if not math.isfinite(mean_loss):
-                raise FloatingPointError(f"loss is {mean_loss} at step {self.step}")
-            if self.step % r.log_every == 0 or self.step == self.total_steps:
-                elapsed = time.time() - t0
-                values = {"train/loss": mean_loss, "train/lr": lr,
-                          "train/samples_per_s": samples * self.world_size / max(elapsed, 1e-9)}
-                if grad_norm is not None:
-                    values["train/grad_norm"] = float(grad_norm)
-                self.metrics.log(values, step=self.step)
-                progress.update(self.step, loss=mean_loss, lr=lr, samples_per_s=values["train/samples_per_s"])
-            if self._should_save():
-                self._save()
         errors = self._all_ranks_data_errors()
         if errors.failures:
             logger.warning("bad samples during training: %s; examples %s", errors.summary(), errors.examples)
@@ -443,5 +519,4 @@ class TrainRecipe:
             summary["original_layout"] = str(path)
         if self.dist.is_main:
             (self.output_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
-        self.metrics.close()
         return summary
