@@ -11,16 +11,16 @@ import torch
 from tests.data._videos import write_video
 from timechat.data.collate import collate_train
 from timechat.data.datasets import (
-    DataErrorStats,
     DataQualityError,
+    SampleError,
     VideoInstructDataset,
     convert_valley_record,
-    merge_stats,
     read_qvhighlights_jsonl,
     read_tvg_annotations,
     with_asr,
 )
 from timechat.data.tokenization import LlamaTokenizer
+from timechat.stats import IssueStats
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +92,11 @@ def test_failure_rate_and_retry_limits(videos, tok):
 
 
 def test_stats_merge():
-    a, b = DataErrorStats(attempts=10), DataErrorStats(attempts=5)
-    from timechat.data.datasets import SampleError
-
-    a.record(SampleError("s1", "video_missing", "x"))
-    b.record(SampleError("s2", "video_missing", "y"))
-    b.record(SampleError("s3", "bad_record", "z"))
-    m = merge_stats([a, b.to_dict()])
+    a, b = IssueStats(attempts=10), IssueStats(attempts=5)
+    for stats, err in ((a, SampleError("s1", "video_missing", "x")), (b, SampleError("s2", "video_missing", "y")),
+                       (b, SampleError("s3", "bad_record", "z"))):
+        stats.record(err.reason, err.sample_id, err.detail)
+    m = IssueStats.merged([a, b.to_dict()])
     assert (m.attempts, m.failures, dict(m.by_reason)) == (15, 3, {"video_missing": 2, "bad_record": 1})
 
 

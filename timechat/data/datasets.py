@@ -7,9 +7,9 @@ and the evaluation annotation files read by ``evaluate.py`` / the metric scripts
 ``MultiIterLoader`` mixing of several datasets (spec §4.7) lives in `timechat.train.mixing`.
 
 Bad data is handled explicitly instead of the original's bare ``except`` + random retry: each
-failure is a `SampleError` with a reason, counted in `DataErrorStats` (mergeable across workers and
-ranks), and replaced by a deterministic other index up to ``max_retries`` times; past
-``max_failure_rate`` the dataset raises `DataQualityError`.
+failure is a `SampleError` with a reason, counted in a `timechat.stats.IssueStats` (mergeable
+across workers and ranks), and replaced by a deterministic other index up to ``max_retries`` times;
+past ``max_failure_rate`` the dataset raises `DataQualityError`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,6 +28,7 @@ from timechat.data.conversation import build_train_text
 from timechat.data.tokenization import LlamaTokenizer, tokenize_timestamps
 from timechat.data.transforms import eval_transform, train_transform
 from timechat.data.video import VideoDecodeError, load_video
+from timechat.stats import IssueStats
 
 logger = logging.getLogger(__name__)
 
@@ -45,56 +44,6 @@ class SampleError(Exception):
 
 class DataQualityError(RuntimeError):
     """Too many samples failed (failure rate above the configured limit, or retries exhausted)."""
-
-
-@dataclass
-class DataErrorStats:
-    """Per-reason counts of failed samples, with a few examples per reason.
-
-    Attributes:
-        attempts: samples tried (including substitutes); failures: samples that raised.
-        by_reason: reason → count; examples: reason → up to ``max_examples`` ``"id: detail"``.
-    """
-
-    attempts: int = 0
-    failures: int = 0
-    by_reason: Counter = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-    max_examples: int = 5
-
-    def record(self, err: SampleError) -> None:
-        self.failures += 1
-        self.by_reason[err.reason] += 1
-        ex = self.examples.setdefault(err.reason, [])
-        if len(ex) < self.max_examples:
-            ex.append(f"{err.sample_id}: {err.detail}")
-
-    @property
-    def failure_rate(self) -> float:
-        return self.failures / self.attempts if self.attempts else 0.0
-
-    def merge(self, other: "DataErrorStats | dict[str, Any]") -> "DataErrorStats":
-        """Add another worker's/rank's counts (a `DataErrorStats` or its `to_dict`)."""
-        o = other if isinstance(other, DataErrorStats) else DataErrorStats.from_dict(other)
-        self.attempts += o.attempts
-        self.failures += o.failures
-        self.by_reason.update(o.by_reason)
-        for k, v in o.examples.items():
-            ex = self.examples.setdefault(k, [])
-            ex.extend(v[: max(0, self.max_examples - len(ex))])
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (for ``all_gather_object`` or logs)."""
-        return {"attempts": self.attempts, "failures": self.failures, "by_reason": dict(self.by_reason), "examples": self.examples}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DataErrorStats":
-        return cls(int(d["attempts"]), int(d["failures"]), Counter(d["by_reason"]), {k: list(v) for k, v in d["examples"].items()})
-
-    def summary(self) -> str:
-        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.by_reason.items()))
-        return f"{self.failures}/{self.attempts} samples failed ({self.failure_rate:.2%})" + (f": {reasons}" if reasons else "")
 
 
 # --------------------------------------------------------------------------- record formats
@@ -325,7 +274,7 @@ class VideoInstructDataset(torch.utils.data.Dataset):
         self.seed, self.epoch = seed, 0
         self.max_retries, self.max_failure_rate, self.min_attempts_for_rate = max_retries, max_failure_rate, min_attempts_for_rate
         self.name = name
-        self.stats = DataErrorStats()
+        self.stats = IssueStats()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -359,15 +308,15 @@ class VideoInstructDataset(torch.utils.data.Dataset):
         current = index
         # What happened while producing this item travels with it (`data_errors`), so the counts
         # reach the training loop even when items are built in DataLoader worker processes.
-        local = DataErrorStats()
+        local = IssueStats()
         for attempt in range(self.max_retries + 1):
             self.stats.attempts += 1
             local.attempts += 1
             try:
                 item = self.build(current)
             except SampleError as err:
-                self.stats.record(err)
-                local.record(err)
+                self.stats.record(err.reason, err.sample_id, err.detail)
+                local.record(err.reason, err.sample_id, err.detail)
                 logger.warning("bad sample (%s) — %s; substituting", err.reason, err)
                 self._check_rate()
                 current = self.substitute_index(index, attempt + 1)
@@ -380,13 +329,4 @@ class VideoInstructDataset(torch.utils.data.Dataset):
     def _check_rate(self) -> None:
         if self.stats.attempts >= self.min_attempts_for_rate and self.stats.failure_rate > self.max_failure_rate:
             raise DataQualityError(f"dataset {self.source}: failure rate above {self.max_failure_rate:.1%}: {self.stats.summary()}; examples {self.stats.examples}")
-
-
-def merge_stats(stats: Sequence[DataErrorStats | dict[str, Any]]) -> DataErrorStats:
-    """Sum several workers'/ranks' stats (e.g. the output of ``all_gather_object``)."""
-    out = DataErrorStats()
-    for s in stats:
-        out.merge(s)
-    return out
-
 
