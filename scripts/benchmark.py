@@ -591,14 +591,16 @@ class EvalVideos(torch.utils.data.Dataset):
         from timechat.data.tokenization import LlamaTokenizer
         from timechat.data.transforms import eval_transform
         from timechat.data.video import load_video
-        from timechat.eval.prompts import SYSTEM_EVALUATE, TASK_PROMPTS, format_task_prompt
+        from timechat.constants import EVAL_SYSTEM
+        from timechat.eval.tasks.common import format_task_prompt
+        from timechat.eval.tasks.grounding import TVG_PROMPTS
 
         if self._tok is None:
             self._tok = LlamaTokenizer.from_pretrained(self.llama_dir)
         clip = load_video(self.paths[i % len(self.paths)], self.n_frms, self.size, self.size, "uniform")
-        chat = ChatState(system=SYSTEM_EVALUATE)
+        chat = ChatState(system=EVAL_SYSTEM)
         chat.upload_video(clip.msg)
-        chat.ask(format_task_prompt(TASK_PROMPTS["tvg_description_zeroshot"], "charades", GROUNDING_QUERY))
+        chat.ask(format_task_prompt(TVG_PROMPTS["tvg_description_zeroshot"], "charades", GROUNDING_QUERY))
         return {"pixels": eval_transform(clip.frames), "sentences": clip.sentences,  # (3, T, H, W)
                 "segments": segment_ids(chat.prompt_for_answer(), self._tok)}
 

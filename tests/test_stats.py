@@ -1,4 +1,4 @@
-"""IssueStats: counts, reasons and bounded examples of bad training data."""
+"""IssueStats: counts, reasons and bounded examples, for parse failures and for bad training data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,51 @@ import json
 
 import pytest
 
+from timechat.eval.report import parse_failure_table
+from timechat.eval.tasks.base import count_parse
+from timechat.eval.tasks.common import R_EMPTY
+from timechat.eval.tasks.dense_captioning import R_DVC_NO_EVENT, format_dvc_output
+from timechat.eval.tasks.grounding import extract_time
 from timechat.stats import IssueStats
+
+
+def _parse_stats(**kw) -> IssueStats:
+    return IssueStats(per_reason=False, **kw)
+
+
+def test_parse_stats():
+    stats = {"dvc": _parse_stats(max_examples=2, max_chars=5), "tvg": _parse_stats(max_examples=2, max_chars=5)}
+    expected = [
+        ("1 - 2 seconds, stir well", "ok", [{"timestamp": [1.0, 2.0], "caption": "stir well"}], None),
+        ("", "unparseable", None, R_EMPTY),
+        ("nothing", "unparseable", None, R_DVC_NO_EVENT),
+        ("x", "unparseable", None, R_DVC_NO_EVENT),
+        ("3 - 4 seconds, fry it", "ok", [{"timestamp": [3.0, 4.0], "caption": "fry it"}], None),
+    ]
+    for i, (text, status, value, reason) in enumerate(expected):
+        r = count_parse(stats["dvc"], format_dvc_output(text), text, i)
+        assert (r.status, r.value, r.reason) == (status, value, reason), text
+    count_parse(stats["tvg"], extract_time("1 - 2"), None, None)
+    d = parse_failure_table(stats)
+    assert d["dvc"]["count"] == 5 and d["dvc"]["unparseable"] == 3
+    assert d["dvc"]["rate"] == pytest.approx(0.6) and stats["dvc"].failure_rate == pytest.approx(0.6)
+    assert d["dvc"]["reasons"] == {R_DVC_NO_EVENT: 2, R_EMPTY: 1}
+    assert d["dvc"]["examples"] == [
+        {"id": 1, "reason": R_EMPTY, "text": ""},
+        {"id": 2, "reason": R_DVC_NO_EVENT, "text": "nothi"},
+    ]
+    assert d["tvg"] == {"count": 1, "unparseable": 0, "rate": 0.0, "reasons": {}, "examples": []}
+    # A task without answers has rate 0 and is left out of the report's table.
+    assert IssueStats().failure_rate == 0.0 and IssueStats().attempts == 0
+    assert "vhd" not in parse_failure_table({**stats, "vhd": _parse_stats()})
+    assert list(d) == ["dvc", "tvg"]
+    json.dumps(d)  # serialisable
+
+    other = _parse_stats()
+    count_parse(other, format_dvc_output(""), "", 9)
+    stats["dvc"].merge(other)
+    assert stats["dvc"].attempts == 6 and stats["dvc"].failures == 4
+    assert len(parse_failure_table(stats)["dvc"]["examples"]) == 2
 
 
 def test_data_error_stats_examples_per_reason_and_round_trip():

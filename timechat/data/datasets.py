@@ -1,9 +1,9 @@
-"""Instruction datasets, annotation readers and bad-data accounting.
+"""Instruction datasets and bad-data accounting.
 
 Mirrors ``Video_Instruct_Dataset`` of the original (``timechat/datasets/datasets/video_instruct_dataset.py``:
 TimeIT-format records → frames, timestamps, prompt, ids, labels), ``utils/process_valley.py``
-(Valley conversations → TimeIT records), the ASR injection of ``utils/asr/asr_data_process.py``,
-and the evaluation annotation files read by ``evaluate.py`` / the metric scripts (spec §3.11). The
+(Valley conversations → TimeIT records) and the ASR injection of ``utils/asr/asr_data_process.py``.
+The evaluation annotation files (spec §3.11) are read by their tasks in `timechat.eval.tasks`. The
 ``MultiIterLoader`` mixing of several datasets (spec §4.7) lives in `timechat.train.mixing`.
 
 Bad data is handled explicitly instead of the original's bare ``except`` + random retry: each
@@ -100,60 +100,6 @@ def convert_valley_record(raw: dict[str, Any]) -> dict[str, Any]:
 def with_asr(record: dict[str, Any], transcript: str) -> dict[str, Any]:
     """Copy of a record whose questions are prefixed with the transcript (`inject_asr`)."""
     return {**record, "QA": [{**p, "q": inject_asr(p["q"], transcript)} for p in record["QA"]]}
-
-
-# --------------------------------------------------------------------------- eval annotations
-def read_coco_annotations(path: str | Path) -> list[dict[str, Any]]:
-    """``{split}.caption_coco_format.json`` → its ``annotations`` list (DVC or TVG)."""
-    path = Path(path)
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-        raise ValueError(f"{path}: expected an object with an 'annotations' list")
-    return data["annotations"]
-
-
-def read_dvc_annotations(path: str | Path) -> list[dict[str, Any]]:
-    """YouCook2/ActivityNet DVC gt: per video ``{video, image_id, duration, segments, captions}``.
-
-    ``captions`` come from ``pure_cap`` split on ``". "`` when present, else ``caption`` split on ``"."``.
-    """
-    out = []
-    for k, a in enumerate(read_coco_annotations(path)):
-        for key in ("image_id", "segments"):
-            if key not in a:
-                raise ValueError(f"{path}: annotation {k} has no {key!r}")
-        caps = a["pure_cap"].split(". ") if "pure_cap" in a else [c.strip() for c in str(a.get("caption", "")).split(".") if c.strip()]
-        out.append({"video": Path(a["image_id"]).name, "image_id": a["image_id"], "duration": a.get("duration"), "segments": a["segments"], "captions": caps, "id": a.get("id")})
-    return out
-
-
-def read_tvg_annotations(path: str | Path) -> list[dict[str, Any]]:
-    """Charades-STA TVG gt: per query ``{video, image_id, caption, timestamp, id}``."""
-    out = []
-    for k, a in enumerate(read_coco_annotations(path)):
-        for key in ("image_id", "caption", "id"):
-            if key not in a:
-                raise ValueError(f"{path}: annotation {k} has no {key!r}")
-        out.append({"video": Path(a["image_id"]).name, "image_id": a["image_id"], "caption": a["caption"], "timestamp": a.get("timestamp"), "id": a["id"]})
-    return out
-
-
-def read_qvhighlights_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """QVHighlights ``highlight_{split}_release.jsonl`` (JSON Lines even if named ``.json``)."""
-    path = Path(path)
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: not a JSON object ({exc})") from exc
-        for key in ("qid", "query", "vid"):
-            if key not in item:
-                raise ValueError(f"{path}:{n}: missing {key!r}")
-        out.append(item)
-    return out
 
 
 # --------------------------------------------------------------------------- one training sample
