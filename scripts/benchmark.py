@@ -503,9 +503,10 @@ def section_llm(run: Runner, ctx: dict[str, Any]) -> None:
 def grounding_samples(videos: list[str], n: int) -> list[Any]:
     """`n` Charades-style grounding requests cycling over `videos` (each item decodes its video again)."""
     from timechat.eval.inference import EvalSample
-    from timechat.eval.prompts import TASK_PROMPTS, format_task_prompt
+    from timechat.eval.tasks.common import format_task_prompt
+    from timechat.eval.tasks.grounding import TVG_PROMPTS
 
-    prompt = format_task_prompt(TASK_PROMPTS["tvg_description_zeroshot"], "charades", GROUNDING_QUERY)
+    prompt = format_task_prompt(TVG_PROMPTS["tvg_description_zeroshot"], "charades", GROUNDING_QUERY)
     return [EvalSample(id=f"bench{i:05d}", video=videos[i % len(videos)], prompt=prompt) for i in range(n)]
 
 

@@ -24,8 +24,11 @@ from pathlib import Path
 
 
 def corpus_lines() -> list[str]:
+    from timechat.constants import BENCHMARK_SYSTEM, CHAT_SYSTEM, EVAL_SYSTEM
     from timechat.data.synthetic import EVENT_TYPES, generate_synthetic_dataset
-    from timechat.eval import prompts
+    from timechat.eval.tasks.egoschema import EGOSCHEMA_TEMPLATE
+    from timechat.eval.tasks.mvbench import MVBENCH_ANSWER_INSTRUCTION
+    from timechat.eval.tasks.prompts import TASK_PROMPTS
 
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -33,11 +36,10 @@ def corpus_lines() -> list[str]:
         for item in json.loads(Path(summary.train_all).read_text()):
             for qa in item["QA"]:
                 lines += [qa["q"], qa["a"]]
-    for value in vars(prompts).values():
-        if isinstance(value, str) and len(value) > 20:
-            lines.append(value)
-    for name in getattr(prompts, "TASK_PROMPTS", {}):
-        lines.append(prompts.TASK_PROMPTS[name])
+    # The evaluation texts: the system texts (twice, as ever), the QA templates and every task prompt.
+    lines += [BENCHMARK_SYSTEM, CHAT_SYSTEM, EVAL_SYSTEM] + [EVAL_SYSTEM, CHAT_SYSTEM, BENCHMARK_SYSTEM]
+    lines += [MVBENCH_ANSWER_INSTRUCTION, EGOSCHEMA_TEMPLATE]
+    lines += list(TASK_PROMPTS.values())
     # Weight every colour and shape name (also those the default 4 event types leave out) so that
     # each becomes a single piece.
     for colour, _, shape in EVENT_TYPES:

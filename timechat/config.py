@@ -126,7 +126,7 @@ class EvalConfig:
     videos_dir: str = ""
     split: str = "test"
     prompt: str = "tvg_description_zeroshot"
-    """A prompt name of `timechat.eval.prompts` or a path to a prompt file (first line is used)."""
+    """A prompt name of `timechat.eval.tasks.prompts.TASK_PROMPTS` or a path to a prompt file (first line is used)."""
     post_check_prompt: Optional[str] = None
     system: str = "evaluate"
     """System text: a name (`evaluate`, `llava_llama_2`, `benchmark`) or the text itself."""

@@ -30,13 +30,13 @@ LR_SCHEDULES: dict[str, str] = {
 }
 
 TASKS: dict[str, str] = {
-    "dvc": "timechat.eval.tasks:DenseCaptioningTask",
-    "tvg": "timechat.eval.tasks:GroundingTask",
-    "vhd": "timechat.eval.tasks:HighlightTask",
-    "mvbench": "timechat.eval.tasks:MVBenchTask",
-    "tempcompass": "timechat.eval.tasks:TempCompassTask",
-    "egoschema": "timechat.eval.tasks:EgoSchemaTask",
-    "videomme": "timechat.eval.tasks:VideoMMETask",
+    "dvc": "timechat.eval.tasks.dense_captioning:DenseCaptioningTask",
+    "tvg": "timechat.eval.tasks.grounding:GroundingTask",
+    "vhd": "timechat.eval.tasks.highlights:HighlightTask",
+    "mvbench": "timechat.eval.tasks.mvbench:MVBenchTask",
+    "tempcompass": "timechat.eval.tasks.tempcompass:TempCompassTask",
+    "egoschema": "timechat.eval.tasks.egoschema:EgoSchemaTask",
+    "videomme": "timechat.eval.tasks.videomme:VideoMMETask",
 }
 
 TABLES: dict[str, dict[str, str]] = {

@@ -1,4 +1,4 @@
-"""Dataset items, bad-data accounting, record converters, annotation readers and mixing."""
+"""Dataset items, bad-data accounting, record converters and mixing."""
 
 from __future__ import annotations
 
@@ -10,17 +10,9 @@ import torch
 
 from tests.data._videos import write_video
 from timechat.data.collate import collate_train
-from timechat.data.datasets import (
-    DataErrorStats,
-    DataQualityError,
-    VideoInstructDataset,
-    convert_valley_record,
-    merge_stats,
-    read_qvhighlights_jsonl,
-    read_tvg_annotations,
-    with_asr,
-)
+from timechat.data.datasets import DataQualityError, SampleError, VideoInstructDataset, convert_valley_record, with_asr
 from timechat.data.tokenization import LlamaTokenizer
+from timechat.stats import IssueStats
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +84,11 @@ def test_failure_rate_and_retry_limits(videos, tok):
 
 
 def test_stats_merge():
-    a, b = DataErrorStats(attempts=10), DataErrorStats(attempts=5)
-    from timechat.data.datasets import SampleError
-
-    a.record(SampleError("s1", "video_missing", "x"))
-    b.record(SampleError("s2", "video_missing", "y"))
-    b.record(SampleError("s3", "bad_record", "z"))
-    m = merge_stats([a, b.to_dict()])
+    a, b = IssueStats(attempts=10), IssueStats(attempts=5)
+    for stats, err in ((a, SampleError("s1", "video_missing", "x")), (b, SampleError("s2", "video_missing", "y")),
+                       (b, SampleError("s3", "bad_record", "z"))):
+        stats.record(err.reason, err.sample_id, err.detail)
+    m = IssueStats.merged([a, b.to_dict()])
     assert (m.attempts, m.failures, dict(m.by_reason)) == (15, 3, {"video_missing": 2, "bad_record": 1})
 
 
@@ -110,12 +100,3 @@ def test_valley_and_asr_records():
     assert rec == {"video": "v/1.mp4", "QA": [{"q": "What is shown?", "a": "A cat."}, {"q": "Why?", "a": "Because."}], "source": "VATEX"}
     asr = with_asr(rec, "1.0 - 2.0 seconds, hi. ")
     assert asr["QA"][0]["q"] == "Transcribed speech: 1.0 - 2.0 seconds, hi.  Based on the video content and possible transcribed speech, What is shown?"
-
-
-def test_annotation_readers(tmp_path):
-    (tmp_path / "test.caption_coco_format.json").write_text(json.dumps({"annotations": [{"image_id": "a/3MSZA.mp4", "caption": "q.", "timestamp": [1, 2], "id": 0}]}))
-    assert read_tvg_annotations(tmp_path / "test.caption_coco_format.json")[0]["video"] == "3MSZA.mp4"
-    (tmp_path / "h.jsonl").write_text('{"qid": 1, "query": "x", "vid": "v", "duration": 150}\n\n')
-    assert read_qvhighlights_jsonl(tmp_path / "h.jsonl")[0]["qid"] == 1
-
-

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from timechat.config import load_config
-from timechat.eval import parsers as P
 from timechat.eval.inference import KILL_ENV, MERGED_FILE, read_jsonl_lines, rank_batches
+from timechat.eval.tasks.grounding import extract_time
 
 REPO = Path(__file__).resolve().parents[2]
 CFG = REPO / "eval_configs" / "tiny_synthetic.yaml"
@@ -94,7 +94,7 @@ def test_every_sample_once_and_corrupt_video_recorded(reference, data_root):
 def test_parse_failures_counted_in_report(reference):
     out, report = reference
     answered = [e for e in merged(out) if "answer" in e]
-    expected = sum(not P.extract_time(e["answer"]).ok for e in answered)
+    expected = sum(not extract_time(e["answer"]).ok for e in answered)
     pf = report["parse_failures"]
     assert pf["per_task"]["tvg"]["count"] == len(answered)
     assert pf["per_task"]["tvg"]["unparseable"] == expected == report["counts"]["parse_failures"]
@@ -193,7 +193,7 @@ def test_batched_logits_match_single(data_root, monkeypatch):
     from timechat.config import eval_config, resolve_config
     from timechat.eval import inference as inf
     from timechat.eval.run import build_eval_model
-    from timechat.eval.tasks import GroundingTask
+    from timechat.eval.tasks.grounding import GroundingTask
 
     cfg = load_config(CFG, overrides(data_root, data_root / "unused"))
     ecfg = eval_config(cfg)

@@ -48,9 +48,9 @@ def collate_train(samples: Sequence[dict[str, Any]], pad_token_id: int = PAD_TOK
         "ids": [s.get("id") for s in samples],
     }
     if any("data_errors" in s for s in samples):
-        from timechat.data.datasets import merge_stats
+        from timechat.stats import IssueStats
 
-        batch["data_errors"] = merge_stats([s["data_errors"] for s in samples if "data_errors" in s]).to_dict()
+        batch["data_errors"] = IssueStats.merged([s["data_errors"] for s in samples if "data_errors" in s]).to_dict()
     images = [s["images"] for s in samples]
     if all(img.shape == images[0].shape for img in images):
         batch["images"] = torch.stack(images)  # (B, C, T, H, W)

@@ -1,15 +1,15 @@
-"""Instruction datasets, annotation readers and bad-data accounting.
+"""Instruction datasets and bad-data accounting.
 
 Mirrors ``Video_Instruct_Dataset`` of the original (``timechat/datasets/datasets/video_instruct_dataset.py``:
 TimeIT-format records → frames, timestamps, prompt, ids, labels), ``utils/process_valley.py``
-(Valley conversations → TimeIT records), the ASR injection of ``utils/asr/asr_data_process.py``,
-and the evaluation annotation files read by ``evaluate.py`` / the metric scripts (spec §3.11). The
+(Valley conversations → TimeIT records) and the ASR injection of ``utils/asr/asr_data_process.py``.
+The evaluation annotation files (spec §3.11) are read by their tasks in `timechat.eval.tasks`. The
 ``MultiIterLoader`` mixing of several datasets (spec §4.7) lives in `timechat.train.mixing`.
 
 Bad data is handled explicitly instead of the original's bare ``except`` + random retry: each
-failure is a `SampleError` with a reason, counted in `DataErrorStats` (mergeable across workers and
-ranks), and replaced by a deterministic other index up to ``max_retries`` times; past
-``max_failure_rate`` the dataset raises `DataQualityError`.
+failure is a `SampleError` with a reason, counted in a `timechat.stats.IssueStats` (mergeable
+across workers and ranks), and replaced by a deterministic other index up to ``max_retries`` times;
+past ``max_failure_rate`` the dataset raises `DataQualityError`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,6 +28,7 @@ from timechat.data.conversation import build_train_text
 from timechat.data.tokenization import LlamaTokenizer, tokenize_timestamps
 from timechat.data.transforms import eval_transform, train_transform
 from timechat.data.video import VideoDecodeError, load_video
+from timechat.stats import IssueStats
 
 logger = logging.getLogger(__name__)
 
@@ -45,56 +44,6 @@ class SampleError(Exception):
 
 class DataQualityError(RuntimeError):
     """Too many samples failed (failure rate above the configured limit, or retries exhausted)."""
-
-
-@dataclass
-class DataErrorStats:
-    """Per-reason counts of failed samples, with a few examples per reason.
-
-    Attributes:
-        attempts: samples tried (including substitutes); failures: samples that raised.
-        by_reason: reason → count; examples: reason → up to ``max_examples`` ``"id: detail"``.
-    """
-
-    attempts: int = 0
-    failures: int = 0
-    by_reason: Counter = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-    max_examples: int = 5
-
-    def record(self, err: SampleError) -> None:
-        self.failures += 1
-        self.by_reason[err.reason] += 1
-        ex = self.examples.setdefault(err.reason, [])
-        if len(ex) < self.max_examples:
-            ex.append(f"{err.sample_id}: {err.detail}")
-
-    @property
-    def failure_rate(self) -> float:
-        return self.failures / self.attempts if self.attempts else 0.0
-
-    def merge(self, other: "DataErrorStats | dict[str, Any]") -> "DataErrorStats":
-        """Add another worker's/rank's counts (a `DataErrorStats` or its `to_dict`)."""
-        o = other if isinstance(other, DataErrorStats) else DataErrorStats.from_dict(other)
-        self.attempts += o.attempts
-        self.failures += o.failures
-        self.by_reason.update(o.by_reason)
-        for k, v in o.examples.items():
-            ex = self.examples.setdefault(k, [])
-            ex.extend(v[: max(0, self.max_examples - len(ex))])
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (for ``all_gather_object`` or logs)."""
-        return {"attempts": self.attempts, "failures": self.failures, "by_reason": dict(self.by_reason), "examples": self.examples}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DataErrorStats":
-        return cls(int(d["attempts"]), int(d["failures"]), Counter(d["by_reason"]), {k: list(v) for k, v in d["examples"].items()})
-
-    def summary(self) -> str:
-        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.by_reason.items()))
-        return f"{self.failures}/{self.attempts} samples failed ({self.failure_rate:.2%})" + (f": {reasons}" if reasons else "")
 
 
 # --------------------------------------------------------------------------- record formats
@@ -151,60 +100,6 @@ def convert_valley_record(raw: dict[str, Any]) -> dict[str, Any]:
 def with_asr(record: dict[str, Any], transcript: str) -> dict[str, Any]:
     """Copy of a record whose questions are prefixed with the transcript (`inject_asr`)."""
     return {**record, "QA": [{**p, "q": inject_asr(p["q"], transcript)} for p in record["QA"]]}
-
-
-# --------------------------------------------------------------------------- eval annotations
-def read_coco_annotations(path: str | Path) -> list[dict[str, Any]]:
-    """``{split}.caption_coco_format.json`` → its ``annotations`` list (DVC or TVG)."""
-    path = Path(path)
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-        raise ValueError(f"{path}: expected an object with an 'annotations' list")
-    return data["annotations"]
-
-
-def read_dvc_annotations(path: str | Path) -> list[dict[str, Any]]:
-    """YouCook2/ActivityNet DVC gt: per video ``{video, image_id, duration, segments, captions}``.
-
-    ``captions`` come from ``pure_cap`` split on ``". "`` when present, else ``caption`` split on ``"."``.
-    """
-    out = []
-    for k, a in enumerate(read_coco_annotations(path)):
-        for key in ("image_id", "segments"):
-            if key not in a:
-                raise ValueError(f"{path}: annotation {k} has no {key!r}")
-        caps = a["pure_cap"].split(". ") if "pure_cap" in a else [c.strip() for c in str(a.get("caption", "")).split(".") if c.strip()]
-        out.append({"video": Path(a["image_id"]).name, "image_id": a["image_id"], "duration": a.get("duration"), "segments": a["segments"], "captions": caps, "id": a.get("id")})
-    return out
-
-
-def read_tvg_annotations(path: str | Path) -> list[dict[str, Any]]:
-    """Charades-STA TVG gt: per query ``{video, image_id, caption, timestamp, id}``."""
-    out = []
-    for k, a in enumerate(read_coco_annotations(path)):
-        for key in ("image_id", "caption", "id"):
-            if key not in a:
-                raise ValueError(f"{path}: annotation {k} has no {key!r}")
-        out.append({"video": Path(a["image_id"]).name, "image_id": a["image_id"], "caption": a["caption"], "timestamp": a.get("timestamp"), "id": a["id"]})
-    return out
-
-
-def read_qvhighlights_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """QVHighlights ``highlight_{split}_release.jsonl`` (JSON Lines even if named ``.json``)."""
-    path = Path(path)
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: not a JSON object ({exc})") from exc
-        for key in ("qid", "query", "vid"):
-            if key not in item:
-                raise ValueError(f"{path}:{n}: missing {key!r}")
-        out.append(item)
-    return out
 
 
 # --------------------------------------------------------------------------- one training sample
@@ -325,7 +220,7 @@ class VideoInstructDataset(torch.utils.data.Dataset):
         self.seed, self.epoch = seed, 0
         self.max_retries, self.max_failure_rate, self.min_attempts_for_rate = max_retries, max_failure_rate, min_attempts_for_rate
         self.name = name
-        self.stats = DataErrorStats()
+        self.stats = IssueStats()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -359,15 +254,15 @@ class VideoInstructDataset(torch.utils.data.Dataset):
         current = index
         # What happened while producing this item travels with it (`data_errors`), so the counts
         # reach the training loop even when items are built in DataLoader worker processes.
-        local = DataErrorStats()
+        local = IssueStats()
         for attempt in range(self.max_retries + 1):
             self.stats.attempts += 1
             local.attempts += 1
             try:
                 item = self.build(current)
             except SampleError as err:
-                self.stats.record(err)
-                local.record(err)
+                self.stats.record(err.reason, err.sample_id, err.detail)
+                local.record(err.reason, err.sample_id, err.detail)
                 logger.warning("bad sample (%s) — %s; substituting", err.reason, err)
                 self._check_rate()
                 current = self.substitute_index(index, attempt + 1)
@@ -380,13 +275,4 @@ class VideoInstructDataset(torch.utils.data.Dataset):
     def _check_rate(self) -> None:
         if self.stats.attempts >= self.min_attempts_for_rate and self.stats.failure_rate > self.max_failure_rate:
             raise DataQualityError(f"dataset {self.source}: failure rate above {self.max_failure_rate:.1%}: {self.stats.summary()}; examples {self.stats.examples}")
-
-
-def merge_stats(stats: Sequence[DataErrorStats | dict[str, Any]]) -> DataErrorStats:
-    """Sum several workers'/ranks' stats (e.g. the output of ``all_gather_object``)."""
-    out = DataErrorStats()
-    for s in stats:
-        out.merge(s)
-    return out
-
 

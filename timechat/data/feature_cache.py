@@ -54,10 +54,11 @@ from timechat.constants import DTYPE_NAMES, DTYPES, dtype_name
 from timechat.io import atomic_path, atomic_write_json
 from timechat.data.collate import collate_train
 from timechat.data.conversation import build_train_text
-from timechat.data.datasets import DataErrorStats, SampleError, VideoInstructDataset, validate_record
+from timechat.data.datasets import SampleError, VideoInstructDataset, validate_record
 from timechat.data.tokenization import tokenize_timestamps
 from timechat.data.transforms import eval_transform
 from timechat.data.video import VideoClip, VideoDecodeError, load_video, timestamp_sentences
+from timechat.stats import IssueStats
 
 logger = logging.getLogger(__name__)
 
@@ -458,7 +459,7 @@ class CachedFeatureDataset(VideoInstructDataset):
             if kw[key] != have:
                 raise ValueError(f"feature cache {cache.root} was built with {key}={have}, the dataset asks for {kw[key]}")
         self.__dict__.update(base.__dict__)  # the base's records, tokenizers, settings and seeds
-        self.stats = DataErrorStats()
+        self.stats = IssueStats()
         self.cache = cache
 
     def build(self, index: int) -> dict[str, Any]:

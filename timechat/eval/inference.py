@@ -48,7 +48,7 @@ from timechat.constants import AUTOCAST_DTYPES
 from timechat.config import EvalConfig
 from timechat.data.collate import inference_timestamps
 from timechat.data.conversation import ChatState, postprocess_answer, segment_ids
-from timechat.eval.prompts import resolve_system
+from timechat.eval.tasks.common import resolve_system
 from timechat.models.generation import GenerationConfig, generate
 from timechat.io import atomic_write_json
 from timechat import distributed as dist_utils

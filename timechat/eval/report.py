@@ -10,11 +10,12 @@ failures, sample counts, timing, the resolved config and the checkpoint(s) used.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from timechat.eval.tasks import TaskOutput
+from timechat.eval.tasks.base import TaskOutput
+from timechat.io import atomic_write_text
+from timechat.stats import IssueStats
 
 
 def _fmt(v: Any) -> str:
@@ -87,6 +88,24 @@ def plot_saliency(saliency: Sequence[dict[str, Any]], path: str | Path, title: s
     return str(path)
 
 
+def parse_failure_table(stats: Mapping[str, IssueStats]) -> dict[str, dict[str, Any]]:
+    """``{task: {"count", "unparseable", "rate", "reasons", "examples"}}`` for every task with answers.
+
+    Tasks in name order, reasons sorted, examples ``{"id", "reason", "text"}`` in order of arrival.
+    """
+    return {
+        task: {
+            "count": s.attempts,
+            "unparseable": s.failures,
+            "rate": s.failure_rate,
+            "reasons": dict(sorted(s.by_reason.items())),
+            "examples": list(s.samples),
+        }
+        for task, s in sorted(stats.items())
+        if s.attempts
+    }
+
+
 def build_report(
     task: str,
     output: TaskOutput,
@@ -97,7 +116,7 @@ def build_report(
     inference: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON-serialisable report dict (see `write_report`)."""
-    parse = output.parse_stats.to_dict()
+    parse = parse_failure_table(output.parse_stats)
     total = sum(v["count"] for v in parse.values())
     bad = sum(v["unparseable"] for v in parse.values())
     return {
@@ -171,7 +190,5 @@ def write_report(report: dict[str, Any], output: TaskOutput, out_dir: str | Path
     report["files"] = {**report["files"], **written,
                        "report_json": str(out_dir / "report.json"), "report_md": str(out_dir / "report.md")}
     for name, text in (("report.json", json.dumps(report, indent=1, default=str) + "\n"), ("report.md", _markdown(report))):
-        tmp = out_dir / f"{name}.tmp-{os.getpid()}"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out_dir / name)
+        atomic_write_text(out_dir / name, text)
     return report["files"]

@@ -36,7 +36,7 @@ from timechat.constants import AUTOCAST_DTYPES
 from timechat import registry
 from timechat.config import RunConfig, resolve_config, run_config, save_config
 from timechat.data.collate import collate_train
-from timechat.data.datasets import DataErrorStats, merge_stats
+from timechat.stats import IssueStats
 from timechat.factory import build_model_and_tokenizers
 from timechat.models.checkpoint import export_original_state_dict
 from timechat import checkpoint as ckpt_io
@@ -114,7 +114,7 @@ class TrainRecipe:
         self.engine = self._init_deepspeed() if self.run.deepspeed is not None else None
         self.ddp_model = self.engine if self.engine is not None else self._wrap_ddp()
         # Bad samples met by this rank, counted from the batches (so DataLoader workers included).
-        self.data_errors = DataErrorStats()
+        self.data_errors = IssueStats()
         self.metrics = MetricLogger(self.output_dir, rank=self.rank, tensorboard=self.run.tensorboard,
                                     wandb=self.run.wandb, wandb_project=self.run.wandb_project,
                                     run_name=self.output_dir.name, config=self.resolved)
@@ -333,7 +333,7 @@ class TrainRecipe:
         if state.get("data_state") is not None:
             self.data.load_state_dict(state["data_state"])
         if (state.get("extra") or {}).get("data_errors"):
-            self.data_errors = DataErrorStats.from_dict(state["extra"]["data_errors"])
+            self.data_errors = IssueStats.from_dict(state["extra"]["data_errors"])
         logger.info("resumed from %s at step %d (iteration %d)", path, self.step, self.iteration)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -384,12 +384,12 @@ class TrainRecipe:
             raise DataQualityError(f"too many bad samples (run.max_failure_rate={self.run.max_failure_rate}): "
                                    f"{e.summary()}; examples {e.examples}")
 
-    def _all_ranks_data_errors(self) -> DataErrorStats:
+    def _all_ranks_data_errors(self) -> IssueStats:
         if not self.dist.distributed:
             return self.data_errors
         gathered: list[Any] = [None] * self.world_size
         torch.distributed.all_gather_object(gathered, self.data_errors.to_dict())
-        return merge_stats(gathered)
+        return IssueStats.merged(gathered)
 
     def _should_save(self) -> bool:
         if self.step == self.total_steps:
