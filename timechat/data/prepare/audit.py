@@ -17,8 +17,9 @@ first reason that applies:
 The reasons are the data pipeline's (`timechat.data.datasets.build_train_item`). Answer times are
 read the way the evaluation parsers read answers (spec 3.10): every ``A - B`` pair (dense captions,
 step localisation, grounding, transcribed speech; the parsers' pattern) and the highlight /
-summarisation timestamps (`timechat.eval.parsers.parse_vhd_highlights`). Valley answers are
-free text and are not time-checked unless ``check_times="always"``.
+summarisation timestamps (`timechat.eval.parsers.parse_vhd_highlights`). Valley answers (raw
+Valley items, or records whose ``source`` is ``valley`` / ``VATEX`` / ``jukinmedia``) are free text
+and are not time-checked unless ``check_times="always"``.
 
 Videos are decoded with `timechat.data.video` (decord, PyAV fallback), the decoder training uses:
 ``decode="sample"`` (default) decodes 8 uniformly spaced frames at 32x32, ``"all"`` every frame
@@ -49,6 +50,9 @@ __all__ = ["DECODE_MODES", "REASONS", "answer_times", "audit_records", "check_vi
 
 DECODE_MODES = ("sample", "all", "none")
 REASONS = ("bad_record", "video_missing", "video_empty", "video_undecodable", "video_too_short")
+
+# ``source`` of converted Valley records (`convert_valley_record` keeps the item's VATEX / jukinmedia)
+VALLEY_SOURCES = ("valley", "vatex", "jukinmedia")
 
 _DECODE_REASON = {"missing": "video_missing", "empty": "video_empty"}
 
@@ -95,7 +99,7 @@ def _as_timeit(raw: Any, sid: str) -> tuple[dict[str, Any], bool]:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SampleError(sid, "bad_record", str(exc)) from exc
     rec = validate_record(raw, sid)
-    return rec, str(rec.get("source", "")).lower().startswith("valley")
+    return rec, str(rec.get("source", "")).lower() in VALLEY_SOURCES
 
 
 def audit_records(
