@@ -17,7 +17,8 @@ from timechat.data.prepare.runner import Summary
 def _compress(a: argparse.Namespace) -> Summary:
     from timechat.data.prepare.compress import compress_videos
 
-    return compress_videos(a.input_dir, a.output_dir, fps=a.fps, short_side=a.short_side, portrait=a.portrait, codec=a.codec,
+    return compress_videos(a.input_dir, a.output_dir, fps=a.fps, short_side=a.short_side, portrait=a.portrait,
+                           frame_select=a.frame_select, codec=a.codec,
                            crf=a.crf, names_file=a.names_file, workers=a.workers, progress=not a.no_progress)
 
 
@@ -83,10 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("compress", _compress, "Re-encode videos: video stream only, --fps frames/s, shorter side --short-side (original compress_video_data.py).")
     p.add_argument("input_dir")
     p.add_argument("output_dir")
-    p.add_argument("--fps", type=float, default=6, help="output frame rate, ffmpeg -r (6 for YouCook2/ActivityNet)")
+    p.add_argument("--fps", type=float, default=3, help="output frame rate (default 3, the original's; use 6 for YouCook2/ActivityNet)")
     p.add_argument("--short-side", type=int, default=224)
     p.add_argument("--portrait", choices=["shorter-side", "original"], default="shorter-side",
                    help="portrait scaling: shorter side = --short-side, or the original's expression (height < 224)")
+    p.add_argument("--frame-select", choices=["original", "exact"], default="original",
+                   help="original: ffmpeg -r as the original (content ~1.25 output frames late, +2 frames); "
+                        "exact: fps filter, frame k = last source frame at or before k/fps")
     p.add_argument("--codec", default=None, help="ffmpeg -c:v (default: ffmpeg's default for the container, as the original)")
     p.add_argument("--crf", type=int, default=None, help="ffmpeg -crf (default: the encoder's default)")
     p.add_argument("--names-file", default=None, help="text file of video names relative to input_dir (default: scan)")

@@ -113,7 +113,7 @@ def compress_videos(
     input_dir: str | Path,
     output_dir: str | Path,
     *,
-    fps: float = 6,
+    fps: float = 3,
     short_side: int = 224,
     portrait: str = "shorter-side",
     frame_select: str = "original",
@@ -127,7 +127,8 @@ def compress_videos(
 
     Args:
         input_dir / output_dir: must differ, and neither may contain the other.
-        fps: output frame rate (``-r``): 6 for YouCook2 and ActivityNet (the original's default was 3).
+        fps: output frame rate: 6 for YouCook2 and ActivityNet (the original's docs); default 3, the
+            original script's default.
         short_side: the shorter side after scaling (224).
         portrait: ``"shorter-side"`` or ``"original"`` (see the module docstring).
         frame_select: ``"original"`` (``-r``, as the original) or ``"exact"`` (module docstring).

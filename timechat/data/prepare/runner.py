@@ -212,9 +212,12 @@ class _Journal:
             self.f.close()
 
 
-def _failure_reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text if isinstance(exc, (RuntimeError, ValueError, OSError)) else f"{type(exc).__name__}: {text}"
+def _failure_reason(exc: BaseException, limit: int = 400) -> str:
+    """One line: the message (prefixed with the type unless it is a plain error), at most ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, (RuntimeError, ValueError, OSError)):
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _call(work: Callable[[Task], Any], task: Task) -> tuple[str, Any]:
