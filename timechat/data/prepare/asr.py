@@ -15,8 +15,8 @@ nothing from whisper-timestamped (which adds dtw-python, Cython, ...). The alter
 transformers ``pipeline("automatic-speech-recognition", return_timestamps=True)``, needs no new
 dependency but segments long audio with its own chunking and has no temperature fallback by
 default, so its segments (and the ``start``/``end`` the prompts show) differ from the training
-data's. Not measured on a real checkpoint here: no whisper weights can be downloaded on the
-machines this was built on (see the README's data-preparation section for the comparison to run).
+data's. How far they differ was NOT measured: no whisper checkpoint can be downloaded on the
+machines this was built on, and a randomly initialised model's segments say nothing about it.
 
 The model is loaded from a LOCAL checkpoint only (``whisper.load_model`` accepts a ``.pt`` file with
 ``dims`` and ``model_state_dict``, the format of the files openai-whisper downloads, e.g.
