@@ -5,12 +5,14 @@ Mirrors the original's ``utils/asr/asr.py``: ``whisper_timestamped.load_model(na
 line per segment, ``tiny.en`` for TimeIT and ``small.en`` for YouCook2 evaluation (spec 3.6).
 
 Engine: **openai-whisper** (extra ``timechat[prepare]``). The original imported whisper-timestamped,
-but only for ``load_model``, which hands back a plain openai-whisper model; ``model.transcribe`` is
-openai-whisper's own ``transcribe`` (whisper-timestamped's word-level refinement lives in its
+but only for ``load_model``, which hands back a plain openai-whisper model (checked in the source of
+whisper-timestamped 1.15.9: for an OpenAI model name or a ``.pt`` file it returns
+``whisper.load_model(...)``); ``model.transcribe`` is therefore openai-whisper's own ``transcribe`` (whisper-timestamped's word-level refinement lives in its
 separate ``whisper_timestamped.transcribe(model, ...)`` function, which the original never called).
 So the segments of the TimeIT transcripts are openai-whisper's: 30 s windows, timestamp tokens at
 0.02 s, temperature fallback 0.0-1.0 on compression-ratio / log-prob failures, conditioning on the
-previous text. Using openai-whisper directly reproduces that decoding rule for rule and needs
+previous text. Using openai-whisper directly reproduces that decoding rule for rule (with the
+openai-whisper release installed; the original's 2023 release is not pinned here) and needs
 nothing from whisper-timestamped (which adds dtw-python, Cython, ...). The alternative, a
 transformers ``pipeline("automatic-speech-recognition", return_timestamps=True)``, needs no new
 dependency but segments long audio with its own chunking and has no temperature fallback by
