@@ -41,7 +41,7 @@ from typing import Any
 
 from timechat.data.datasets import SampleError, convert_valley_record, load_json_records, validate_record
 from timechat.data.prepare.runner import Summary, Task, run_tasks
-from timechat.data.video import VideoDecodeError, load_video, probe_video, pyav_read_frames, sample_indices
+from timechat.data.video import VideoDecodeError, load_video, probe_video, pyav_read_frames
 from timechat.eval.parsers import _PAIR_RE as TIME_PAIR_RE  # the "A - B" pair of every answer format
 from timechat.eval.parsers import parse_vhd_highlights
 from timechat.io import atomic_write_json
