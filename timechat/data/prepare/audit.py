@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from timechat.data.datasets import SampleError, convert_valley_record, load_json_records, validate_record
-from timechat.data.prepare.runner import Summary, Task, run_tasks
+from timechat.data.prepare.runner import Summary, Task, remove_stale_temps, run_tasks
 from timechat.data.video import VideoDecodeError, load_video, probe_video, pyav_read_frames
 from timechat.eval.parsers import _PAIR_RE as TIME_PAIR_RE  # the "A - B" pair of every answer format
 from timechat.eval.parsers import parse_vhd_highlights
@@ -144,6 +144,7 @@ def audit_records(
     journal = output.with_name(f".{output.name}.audit_journal.jsonl")
     if fresh:
         journal.unlink(missing_ok=True)
+    remove_stale_temps(output.parent, recursive=False)
 
     parsed: list[tuple[dict[str, Any] | None, bool, SampleError | None]] = []
     videos: dict[str, Path] = {}

@@ -141,8 +141,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete the temp files (``.name.tmp-<pid>``) that killed runs left under ``folder``.
+def remove_stale_temps(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Delete the temp files (``.name.tmp-<pid>``) that killed runs left in (or under) ``folder``.
 
     Only files whose writing process no longer exists are removed. Returns the removed paths.
     """
@@ -150,7 +150,7 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     removed = []
     if not folder.is_dir():
         return removed
-    for path in folder.rglob(".*.tmp-*"):
+    for path in (folder.rglob if recursive else folder.glob)(".*.tmp-*"):
         m = _TEMP_RE.match(path.name)
         if m and path.is_file() and not _pid_alive(int(m.group(1))):
             path.unlink(missing_ok=True)

@@ -114,6 +114,7 @@ def convert_valley(
     if cuts:
         _ffmpeg.require("ffmpeg")
         remove_stale_temps(videos_root / vatex_dir)
+    remove_stale_temps(output.parent, recursive=False)
     report = output.with_name(f"{output.stem}.valley_report.json")
     params = {"raw_json": str(raw_json), "output": str(output), "videos_root": str(videos_root), "jukin_dir": jukin_dir,
               "vatex_dir": vatex_dir, "vatex_raw_dir": str(vatex_raw_dir) if vatex_raw_dir else None, "vatex_clip": vatex_clip}
