@@ -17,7 +17,7 @@ first reason that applies:
 The reasons are the data pipeline's (`timechat.data.datasets.build_train_item`). Answer times are
 read the way the evaluation parsers read answers (spec 3.10): every ``A - B`` pair (dense captions,
 step localisation, grounding, transcribed speech; the parsers' pattern) and the highlight /
-summarisation timestamps (`timechat.eval.parsers.parse_vhd_highlights`). Valley answers (raw
+summarisation timestamps (`timechat.eval.tasks.highlights.parse_vhd_highlights`). Valley answers (raw
 Valley items, or records whose ``source`` is ``valley`` / ``VATEX`` / ``jukinmedia``) are free text
 and are not time-checked unless ``check_times="always"``.
 
@@ -42,8 +42,8 @@ from typing import Any
 from timechat.data.datasets import SampleError, convert_valley_record, load_json_records, validate_record
 from timechat.data.prepare.runner import Summary, Task, remove_stale_temps, run_tasks
 from timechat.data.video import VideoDecodeError, load_video, probe_video, pyav_read_frames
-from timechat.eval.parsers import _PAIR_RE as TIME_PAIR_RE  # the "A - B" pair of every answer format
-from timechat.eval.parsers import parse_vhd_highlights
+from timechat.eval.tasks.common import PAIR_RE as TIME_PAIR_RE  # the "A - B" pair of every answer format
+from timechat.eval.tasks.highlights import parse_vhd_highlights
 from timechat.io import atomic_write_json
 
 __all__ = ["DECODE_MODES", "REASONS", "answer_times", "audit_records", "check_video", "check_video_task"]
