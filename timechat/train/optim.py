@@ -1,6 +1,6 @@
 """Optimizer construction, gradient clipping and loss scaling for gradient accumulation.
 
-Mirrors the original's optimizer (TIMECHAT_SPEC.md section 4.4): AdamW over the trainable
+Mirrors the original's optimizer (its LAVIS runner): AdamW over the trainable
 parameters in two groups, with weight decay switched off for parameters that have ``ndim < 2`` or
 whose name contains ``bias``, ``ln`` or ``bn`` (a plain substring test on the full name, as in the
 original, so e.g. ``ln_vision.weight`` is also excluded).
