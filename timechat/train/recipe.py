@@ -224,11 +224,11 @@ class TrainRecipe:
 
     def _build_scheduler(self):
         r = self.run
-        kwargs: dict[str, Any] = dict(max_epoch=r.max_epoch, iters_per_epoch=r.iters_per_epoch, init_lr=r.init_lr,
-                                      min_lr=r.min_lr, warmup_lr=r.warmup_lr, warmup_steps=r.warmup_steps)
-        if r.lr_schedule == "linear_warmup_step_lr":
-            kwargs["decay_rate"] = 1.0 if r.lr_decay_rate is None else r.lr_decay_rate
-        return registry.build("lr_schedule", r.lr_schedule, optimizer=self.optimizer, **kwargs)
+        values: dict[str, Any] = dict(max_epoch=r.max_epoch, iters_per_epoch=r.iters_per_epoch, init_lr=r.init_lr,
+                                      min_lr=r.min_lr, warmup_lr=r.warmup_lr, warmup_steps=r.warmup_steps,
+                                      decay_rate=1.0 if r.lr_decay_rate is None else r.lr_decay_rate)
+        keys = registry.lookup("lr_schedule", r.lr_schedule).hparam_names  # each schedule gets only its own keys
+        return registry.build("lr_schedule", r.lr_schedule, optimizer=self.optimizer, **{k: values[k] for k in keys})
 
     def _init_deepspeed(self):
         """Wrap model + our AdamW in a DeepSpeed engine (ZeRO as configured in `run.deepspeed`).
