@@ -24,12 +24,12 @@ from pathlib import Path
 
 
 def corpus_lines() -> list[str]:
-    from timechat.data.synthetic import EVENT_TYPES, generate_synthetic_dataset
+    from timechat.data.synthetic import EVENT_TYPES, SyntheticConfig, generate_synthetic_dataset
     from timechat.eval import prompts
 
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        summary = generate_synthetic_dataset(tmp, seed=0, num_train=60, num_val=0, num_test=0, size=32)
+        summary = generate_synthetic_dataset(tmp, SyntheticConfig(seed=0, num_train=60, num_val=0, num_test=0, size=32))
         for item in json.loads(Path(summary.train_all).read_text()):
             for qa in item["QA"]:
                 lines += [qa["q"], qa["a"]]

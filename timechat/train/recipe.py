@@ -118,15 +118,13 @@ class TrainRecipe:
     # -- setup ----------------------------------------------------------------------------------
     def _prepare_synthetic(self, kwargs: dict[str, Any]) -> None:
         """Rank 0 writes the built-in dataset (a no-op if already there with these settings)."""
-        from timechat.data.synthetic import generate_synthetic_dataset
+        from timechat.data.synthetic import SyntheticConfig, generate_synthetic_dataset
 
         if "out_dir" not in kwargs:
             raise KeyError("run.synthetic_data needs out_dir")
         if self.dist.is_main:
-            for key in ("duration",):
-                if isinstance(kwargs.get(key), list):
-                    kwargs[key] = tuple(kwargs[key])
-            summary = generate_synthetic_dataset(kwargs.pop("out_dir"), **kwargs)
+            out_dir = kwargs.pop("out_dir")
+            summary = generate_synthetic_dataset(out_dir, SyntheticConfig.from_dict(kwargs, "run.synthetic_data"))
             logger.info("synthetic data in %s (%s)", summary.out_dir,
                         "generated" if summary.regenerated else "already there")
         dist_utils.barrier()
