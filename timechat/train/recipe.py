@@ -217,8 +217,7 @@ class TrainRecipe:
             if missing:
                 raise ValueError(f"run.mixing=ratios but datasets {missing} have no `ratio`")
             ratios = {n: float(sections[n]["ratio"]) for n in sections}
-        mode = {"uniform": "uniform", "proportional": "proportional", "ratios": "ratio"}[self.run.mixing]
-        return MultiDatasetIterator(loaders, mode=mode, ratios=ratios, seed=self.run.seed)
+        return MultiDatasetIterator(loaders, mode=self.run.mixing, ratios=ratios, seed=self.run.seed)
 
     def _build_scheduler(self):
         r = self.run
