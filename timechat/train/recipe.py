@@ -34,7 +34,7 @@ from timechat.constants import AUTOCAST_DTYPES
 from timechat import registry
 from timechat.config import RunConfig, resolve_config, run_config, save_config
 from timechat.data.collate import collate_train
-from timechat.data.datasets import DataErrorStats, merge_stats
+from timechat.data.datasets import DataErrorStats, check_failure_rate, merge_stats
 from timechat.factory import build_model_and_tokenizers
 from timechat.models.checkpoint import export_original_state_dict
 from timechat import checkpoint as ckpt_io
@@ -170,7 +170,7 @@ class TrainRecipe:
 
         if not self.model_cfg.freeze_vit:
             raise ValueError(f"datasets.{name}.feature_cache needs a frozen ViT (model.config.freeze_vit=true)")
-        require_exact_caching(dataset.kw, f"datasets.{name}")
+        require_exact_caching(dataset.settings, f"datasets.{name}")
         if self.run.build_feature_cache:
             self._build_feature_cache(name, dataset, cache_dir)
         return CachedFeatureDataset(dataset, FeatureCache(cache_dir))
@@ -189,7 +189,7 @@ class TrainRecipe:
             t0 = time.perf_counter()
             with torch.random.fork_rng(devices=[]):
                 report = build_feature_cache(
-                    self.model, videos, cache_dir, dataset.kw["n_frms"], dataset.kw["image_size"],
+                    self.model, videos, cache_dir, dataset.settings.num_frames, dataset.settings.image_size,
                     videos_root=dataset.videos_root, autocast=amp, num_workers=self.run.num_workers,
                     device=self.device,
                 )
@@ -330,12 +330,7 @@ class TrainRecipe:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _check_failure_rate(self, min_attempts: int = 100) -> None:
-        e = self.data_errors
-        if e.attempts >= min_attempts and e.failure_rate > self.run.max_failure_rate:
-            from timechat.data.datasets import DataQualityError
-
-            raise DataQualityError(f"too many bad samples (run.max_failure_rate={self.run.max_failure_rate}): "
-                                   f"{e.summary()}; examples {e.examples}")
+        check_failure_rate(self.data_errors, self.run.max_failure_rate, "training data (run.max_failure_rate)", min_attempts)
 
     def _all_ranks_data_errors(self) -> DataErrorStats:
         if not self.dist.distributed:
