@@ -276,7 +276,7 @@ def recipe_config(run: Runner, data, llama_dir: str, bert_dir: str):
         "output_dir": str(run.workdir / f"train_{preset}"),
         "model": {"name": preset, "config": model_cfg, "tokenizer": llama_dir, "bert_tokenizer": bert_dir},
         "datasets": {"generated_tvg": {"records": str(data.instruct["tvg"]["train"]), "videos_root": str(data.out_dir),
-                                       "n_frms": run.sizes.n_frames, "image_size": arch.vision.image_size,
+                                       "num_frames": run.sizes.n_frames, "image_size": arch.vision.image_size,
                                        "sampling": "uniform"}},
         "run": {"device": str(run.device), "precision": run.dtype, "accum_grad_iters": 1, "num_workers": 0,
                 "resume": None, "tensorboard": False, "export_original": False},

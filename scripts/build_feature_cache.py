@@ -6,14 +6,14 @@
     CUDA_VISIBLE_DEVICES=3 python scripts/build_feature_cache.py --cfg-path X.yaml --out CACHE_ROOT --shard 3/8
 
 Each dataset of the config's `datasets` section gets `CACHE_ROOT/<dataset name>/` (see
-`timechat/data/feature_cache.py` for the layout), built with the dataset's `n_frms` and
+`timechat/data/feature_cache.py` for the layout), built with the dataset's `num_frames` and
 `image_size`, uniform sampling and the eval transform, under the config's `run.precision` autocast.
 The datasets must say `sampling: uniform` and `train_aug: false`: only then are cached features
 exactly what training would compute. An interrupted build resumes where it stopped.
 
 Without a config (random weights; for smoke tests and timing only):
 
-    python scripts/build_feature_cache.py --preset timechat_tiny --records R.json --videos-root V --out C --n-frms 8 --image-size 56
+    python scripts/build_feature_cache.py --preset timechat_tiny --records R.json --videos-root V --out C --num-frames 8 --image-size 56
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a file from any directory
     sys.path.insert(0, str(REPO))
+
+from timechat.data.settings import DataSettings  # noqa: E402 (after the sys.path line)
 
 logger = logging.getLogger("build_feature_cache")
 
@@ -48,8 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", help="no config: build this model preset with random weights (timechat_tiny, ...)")
     p.add_argument("--records", help="with --preset: TimeIT json whose `video` fields are cached")
     p.add_argument("--videos-root", help="with --preset: folder the records' videos are relative to")
-    p.add_argument("--n-frms", type=int, default=96, help="with --preset")
-    p.add_argument("--image-size", type=int, default=224, help="with --preset")
+    p.add_argument("--num-frames", "--n-frms", type=int, default=DataSettings.num_frames, help="with --preset")
+    p.add_argument("--image-size", type=int, default=DataSettings.image_size, help="with --preset")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = p.parse_args(argv)
     if bool(args.cfg_path) == bool(args.preset):
@@ -66,9 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _jobs_from_config(args: argparse.Namespace, device: Any) -> tuple[Any, list[dict[str, Any]], str | None]:
-    """(model, [{name, videos_root, videos, n_frms, image_size}], autocast) from a training config."""
-    from timechat.config import load_config, resolve_config
+    """(model, [{name, videos_root, videos, num_frames, image_size}], autocast) from a training config."""
+    from timechat.config import RunConfig, load_config, resolve_config
     from timechat.data.datasets import load_json_records
+    from timechat.data.feature_cache import require_exact_caching
     from timechat.factory import build_model_and_tokenizers
 
     cfg = resolve_config(load_config(args.cfg_path, args.overrides))
@@ -80,18 +83,14 @@ def _jobs_from_config(args: argparse.Namespace, device: Any) -> tuple[Any, list[
         raise ValueError(f"{args.cfg_path} has no datasets to cache")
     jobs = []
     for name, entry in sections.items():
-        sampling, aug = entry.get("sampling", "rand"), entry.get("train_aug", True)
-        if sampling != "uniform" or aug:
-            raise ValueError(
-                f"dataset {name}: sampling={sampling!r}, train_aug={aug!r}. Cached ViT features are only exact for "
-                "sampling: uniform and train_aug: false; set both in the config (or override them) first."
-            )
+        settings = DataSettings(**{k: v for k, v in entry.items() if k in DataSettings.field_names()})
+        require_exact_caching(settings, f"dataset {name}")
         records = load_json_records(entry["records"]) if isinstance(entry["records"], str) else entry["records"]
         videos = [r["video"] for r in records if isinstance(r, dict) and isinstance(r.get("video"), str)]
         jobs.append({"name": name, "videos_root": entry["videos_root"], "videos": videos,
-                     "n_frms": int(entry.get("n_frms", 96)), "image_size": int(entry.get("image_size", 224))})
+                     "num_frames": settings.num_frames, "image_size": settings.image_size})
     model, _, _ = build_model_and_tokenizers(cfg["model"], device=device)
-    precision = (cfg.get("run") or {}).get("precision", "bf16")
+    precision = (cfg.get("run") or {}).get("precision", RunConfig.precision)
     autocast = precision if precision in ("bf16", "fp16") and getattr(device, "type", str(device)) == "cuda" else None
     return model, jobs, autocast
 
@@ -105,7 +104,7 @@ def _jobs_from_preset(args: argparse.Namespace, device: Any) -> tuple[Any, list[
     model, _ = build_timechat(registry.lookup("model", args.preset)(), device=device)
     videos = [r["video"] for r in load_json_records(args.records) if isinstance(r, dict) and "video" in r]
     return model, [{"name": Path(args.records).stem, "videos_root": args.videos_root, "videos": videos,
-                    "n_frms": args.n_frms, "image_size": args.image_size}], None
+                    "num_frames": args.num_frames, "image_size": args.image_size}], None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 logger.info("%s: %d/%d videos to encode (%.2f videos/s), last %s", job["name"], done, total, rate, key)
 
         report = build_feature_cache(
-            model, videos, out, job["n_frms"], job["image_size"], args.dtype, args.batch_frames,
+            model, videos, out, job["num_frames"], job["image_size"], args.dtype, args.batch_frames,
             videos_root=job["videos_root"], autocast=autocast, num_workers=args.num_workers, device=device,
             progress=progress,
         )

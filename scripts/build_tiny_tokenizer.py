@@ -25,14 +25,14 @@ from pathlib import Path
 
 def corpus_lines() -> list[str]:
     from timechat.constants import BENCHMARK_SYSTEM, CHAT_SYSTEM, EVAL_SYSTEM
-    from timechat.data.synthetic import EVENT_TYPES, generate_synthetic_dataset
+    from timechat.data.synthetic import EVENT_TYPES, SyntheticConfig, generate_synthetic_dataset
     from timechat.eval.tasks.egoschema import EGOSCHEMA_TEMPLATE
     from timechat.eval.tasks.mvbench import MVBENCH_ANSWER_INSTRUCTION
     from timechat.eval.tasks.prompts import TASK_PROMPTS
 
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        summary = generate_synthetic_dataset(tmp, seed=0, num_train=60, num_val=0, num_test=0, size=32)
+        summary = generate_synthetic_dataset(tmp, SyntheticConfig(seed=0, num_train=60, num_val=0, num_test=0, size=32))
         for item in json.loads(Path(summary.train_all).read_text()):
             for qa in item["QA"]:
                 lines += [qa["q"], qa["a"]]

@@ -75,3 +75,79 @@ def test_registry_has_no_import_side_effects_and_lists_names():
         registry.lookup("model", "no_such_model")
     with pytest.raises(TypeError, match="unexpected keyword"):
         registry.build("model", "timechat_tiny", no_such_field=1)
+
+
+def _yaml_names(resolved: dict) -> list[tuple[str, str]]:
+    """(registry table, name) of every `name:` / `builder:` / `lr_schedule:` / `task:` a resolved config uses."""
+    names = [("model", resolved["model"].get("name", "timechat_7b"))]
+    names += [("dataset", entry.get("builder", "timeit")) for entry in (resolved.get("datasets") or {}).values()]
+    if "run" in resolved:
+        names.append(("lr_schedule", resolved["run"]["lr_schedule"]))
+    if "eval" in resolved:
+        names.append(("task", resolved["eval"]["task"]))
+    return names
+
+
+def test_every_registry_entry_and_every_yaml_name_resolves():
+    for kind, table in registry.TABLES.items():
+        for name, target in table.items():
+            obj = registry.lookup(kind, name)  # imports the lazy target
+            assert callable(obj) and obj.__name__ == target.split(":")[1], f"{kind} {name} -> {target}"
+    used = set()
+    for path in TRAIN_YAMLS + EVAL_YAMLS:
+        for kind, name in _yaml_names(resolve_config(load_config(path))):
+            assert name in registry.TABLES[kind], f"{path.name}: {kind} {name!r} is not registered"
+            registry.lookup(kind, name)
+            used.add(kind)
+    assert used == {"model", "dataset", "lr_schedule", "task"}
+    for kind, table in registry.TABLES.items():
+        if kind == "lr_schedule":
+            for name in table:
+                assert registry.lookup(kind, name).name == name  # the schedule's own name is its key
+
+
+def test_unknown_keys_name_the_key_the_section_and_the_allowed_keys(tmp_path):
+    from timechat.models.config import TimeChatConfig
+    from timechat.validation import UnknownKeyError
+
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("modle: {}\n")
+    cases = [
+        (lambda: load_config(bad_yaml), "['modle']", str(bad_yaml), "'model'"),
+        (lambda: load_config(None, ["model.nmae=x"]), "['nmae']", "model", "'name'"),
+        (lambda: model_config_from({"name": "timechat_tiny", "config": {"llm": {"num_layer": 1}}}),
+         "['num_layer']", "model.config.llm", "'num_layers'"),
+        (lambda: TimeChatConfig(lora={"rank": 4}), "['rank']", "model.lora", "'r'"),
+        (lambda: ModelFiles.from_dict({"vit": "a", "llm": "b"}), "['llm']", "model.files", "'llama'"),
+    ]
+    for make, key, where, allowed in cases:
+        with pytest.raises(UnknownKeyError) as err:
+            make()
+        msg = str(err.value)
+        assert msg.startswith(f"unknown key(s) {key} in {where}; allowed: [") and allowed in msg, msg
+        assert isinstance(err.value, KeyError) and isinstance(err.value, TypeError)
+
+
+def test_dataset_defaults_are_merged_into_each_dataset_and_n_frms_still_reads(tmp_path):
+    cfg = resolve_config(load_config(REPO / "train_configs/tiny_synthetic.yaml", ["paths.data_root=D"]))
+    assert "dataset_defaults" not in cfg
+    for name, ratio in (("synthetic_tvg", 0.4), ("synthetic_dvc", 0.2), ("synthetic_timeline", 0.4)):
+        entry = cfg["datasets"][name]
+        assert entry == {"ratio": ratio, "records": f"D/synthetic/instruct/{name.split('_')[1]}_train.json",
+                         "videos_root": "D/synthetic", "num_frames": 16, "image_size": 56, "sampling": "uniform",
+                         "train_aug": False, "max_txt_len": 512, "feature_cache": "D/synthetic/features/f16_s56"}
+    # a dataset block overrides the shared value; the relative interpolation follows it
+    cfg = resolve_config(load_config(REPO / "train_configs/tiny_synthetic.yaml",
+                                     ["paths.data_root=D", "datasets.synthetic_dvc.num_frames=8"]))
+    assert cfg["datasets"]["synthetic_dvc"]["feature_cache"] == "D/synthetic/features/f8_s56"
+    assert cfg["datasets"]["synthetic_tvg"]["num_frames"] == 16
+    # the former spelling still works, in the YAML and on the command line, with a warning naming the new key
+    with pytest.warns(FutureWarning, match="command line: datasets.synthetic_tvg: 'n_frms' is deprecated, use 'num_frames'"):
+        cfg = resolve_config(load_config(REPO / "train_configs/tiny_synthetic.yaml",
+                                         ["paths.data_root=D", "datasets.synthetic_tvg.n_frms=4"]))
+    assert cfg["datasets"]["synthetic_tvg"]["num_frames"] == 4 and "n_frms" not in cfg["datasets"]["synthetic_tvg"]
+    assert cfg["datasets"]["synthetic_tvg"]["feature_cache"] == "D/synthetic/features/f4_s56"
+    old = tmp_path / "old.yaml"
+    old.write_text("datasets:\n  a: {records: r.json, videos_root: v, n_frms: 8}\n")
+    with pytest.warns(FutureWarning, match="'n_frms' is deprecated, use 'num_frames'"):
+        assert resolve_config(load_config(old))["datasets"]["a"] == {"records": "r.json", "videos_root": "v", "num_frames": 8}

@@ -35,7 +35,7 @@ def test_single_process_is_a_noop(monkeypatch):
         monkeypatch.delenv(k, raising=False)
     info = D.init_distributed()
     assert (info.rank, info.world_size, info.local_rank, info.backend) == (0, 1, 0, None)
-    assert not info.distributed and info.is_main and D.is_main_process()
+    assert not info.distributed and info.is_main
     assert not torch.distributed.is_initialized()
     t = torch.tensor([1, 2])
     out = D.all_reduce_mean(t)
@@ -75,7 +75,7 @@ _WORKER = textwrap.dedent(
     after_save = torch.rand(2).tolist()
     with open(os.path.join(out, f"result{r}.json"), "w") as f:
         json.dump({"rank": r, "world": info.world_size, "backend": info.backend,
-                   "device": str(info.device), "main": D.is_main_process(), "mean": mean.tolist(),
+                   "device": str(info.device), "main": info.is_main, "mean": mean.tolist(),
                    "obj": obj, "after_save": after_save, "norm": norm.item(),
                    "weight": model.module.weight.tolist()}, f)
     D.barrier()

@@ -9,11 +9,17 @@ A config file has these top-level groups:
 * `model`: `name` (a preset in `timechat.registry.MODELS`), `config` (overrides of
   `TimeChatConfig` fields), `files` (`ModelFiles`: original checkpoint files), `tokenizer`
   (LLaMA tokenizer dir; default `files.llama`), `bert_tokenizer`.
-* `datasets`: name -> keyword arguments of a builder in `timechat.registry.DATASETS`.
+* `datasets`: name -> keyword arguments of a builder in `timechat.registry.DATASETS` (for the
+  instruction datasets: `records`, `videos_root` and the `timechat.data.settings.DataSettings`
+  fields such as `num_frames`; `ratio` is the dataset's share under `run.mixing: ratios`).
+* `dataset_defaults`: keys shared by every dataset, merged under each `datasets.<name>` block (which
+  overrides them); relative interpolations like `${.num_frames}` resolve inside each dataset.
+  The block itself is not kept in the loaded config.
 * `run`: `RunConfig` (training) / `eval`: `EvalConfig` (evaluation) - typed dataclasses.
 
 Merge order: dataclass defaults, then the YAML, then command-line `key=value` overrides. Unknown
-keys are errors that name the key. The resolved config is saved next to the outputs.
+keys are errors that name the key. A dataset key in a former spelling (`n_frms`) is read as the
+current one (`num_frames`) with a warning. The resolved config is saved next to the outputs.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from timechat.data.settings import LEGACY_KEYS, DataSettings, rename_legacy_keys
 from timechat.io import atomic_write_text
+from timechat.validation import check_keys
 
-TOP_LEVEL_KEYS = {"paths", "output_dir", "model", "datasets", "run", "eval"}
+TOP_LEVEL_KEYS = {"paths", "output_dir", "model", "datasets", "dataset_defaults", "run", "eval"}
 MODEL_KEYS = {"name", "config", "files", "tokenizer", "bert_tokenizer"}
 
 
@@ -93,9 +101,9 @@ class RunConfig:
     """Also write the trainable weights in the original `timechat_7b.pth` layout at the end."""
     device: str = "auto"
     synthetic_data: Optional[dict[str, Any]] = None
-    """Generate the built-in synthetic dataset before training if it is not there yet: keyword
-    arguments of `timechat.data.synthetic.generate_synthetic_dataset` (`out_dir` required); a no-op
-    when the existing dataset was made with the same arguments."""
+    """Generate the built-in synthetic dataset before training if it is not there yet: `out_dir`
+    (required) and fields of `timechat.data.synthetic.SyntheticConfig`; a no-op when the existing
+    dataset was made with the same settings."""
 
     build_feature_cache: bool = False
     """Before training, compute the frozen-ViT features of every `datasets.<name>.feature_cache` that
@@ -130,7 +138,8 @@ class EvalConfig:
     post_check_prompt: Optional[str] = None
     system: str = "evaluate"
     """System text: a name (`evaluate`, `llava_llama_2`, `benchmark`) or the text itself."""
-    num_frames: int = 96
+    num_frames: int = DataSettings.num_frames
+    """Frames sampled (uniformly) per video."""
     batch_size: int = 16
     num_workers: int = 4
     max_new_tokens: int = 512
@@ -196,10 +205,29 @@ def load_config_from_cli(argv: list[str] | None, description: str, config_dir: s
     return load_config(args.cfg_path, list(args.options) + list(args.overrides))
 
 
-def _check_keys(cfg: DictConfig, where: str, allowed: set[str]) -> None:
-    unknown = sorted(set(cfg.keys()) - allowed)
-    if unknown:
-        raise KeyError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)}")
+def _rename_dataset_keys(layer: DictConfig, where: str) -> DictConfig:
+    """`layer` with the former spellings of dataset keys renamed (a warning each), interpolations kept."""
+    sections = [("dataset_defaults", layer.get("dataset_defaults"))]
+    sections += [(f"datasets.{name}", entry) for name, entry in (layer.get("datasets") or {}).items()]
+    if not any(isinstance(entry, DictConfig) and set(entry.keys()) & set(LEGACY_KEYS) for _, entry in sections):
+        return layer
+    plain = OmegaConf.to_container(layer, resolve=False)
+    if isinstance(plain.get("dataset_defaults"), dict):
+        plain["dataset_defaults"] = rename_legacy_keys(plain["dataset_defaults"], f"{where}: dataset_defaults")
+    for name, entry in (plain.get("datasets") or {}).items():
+        if isinstance(entry, dict):
+            plain["datasets"][name] = rename_legacy_keys(entry, f"{where}: datasets.{name}")
+    return OmegaConf.create(plain)
+
+
+def _apply_dataset_defaults(merged: DictConfig) -> DictConfig:
+    """Merge `dataset_defaults` under every `datasets.<name>` and drop the block."""
+    if "dataset_defaults" not in merged:
+        return merged
+    shared = merged.pop("dataset_defaults")
+    for name in list((merged.get("datasets") or {}).keys()):
+        merged.datasets[name] = OmegaConf.merge(shared, merged.datasets[name])
+    return merged
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,
@@ -227,11 +255,12 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         user = OmegaConf.load(path)
     cli = OmegaConf.from_dotlist(list(overrides or []))
     for layer, name in ((user, str(path)), (cli, "command line")):
-        _check_keys(layer, name, TOP_LEVEL_KEYS)
-    layers += [user, cli]
+        check_keys(layer.keys(), TOP_LEVEL_KEYS, name)
+    layers += [_rename_dataset_keys(user, str(path)), _rename_dataset_keys(cli, "command line")]
     merged = OmegaConf.create({})
     for layer in layers:
         merged = OmegaConf.merge(merged, layer)
+    merged = _apply_dataset_defaults(merged)
     # Typed sections: merging into the structured schema rejects unknown keys and wrong types.
     for key, schema in (("run", RunConfig), ("eval", EvalConfig)):
         if key in merged:
@@ -244,7 +273,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     except (ConfigKeyError, ValidationError) as exc:
         raise KeyError(f"invalid paths section: {exc}") from None
     if "model" in merged:
-        _check_keys(merged.model, "model", MODEL_KEYS)
+        check_keys(merged.model.keys(), MODEL_KEYS, "model")
     return merged
 
 

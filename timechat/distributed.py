@@ -6,7 +6,7 @@ script) sets, initialises the process group (NCCL with CUDA, gloo otherwise) and
 Without those variables everything is a single-process no-op, so the same entry point runs under
 ``python train.py`` and ``torchrun --nproc_per_node=8 train.py``.
 
-Unlike the original (TIMECHAT_SPEC.md section 4.6) this does not silence ``print`` on non-zero
+Unlike the original (``timechat/common/dist_utils.py``) this does not silence ``print`` on non-zero
 ranks and uses a finite timeout; logging is configured per rank in ``timechat.logs``.
 """
 
@@ -32,7 +32,6 @@ __all__ = [
     "get_world_size",
     "init_distributed",
     "is_distributed",
-    "is_main_process",
     "read_launcher_env",
 ]
 
@@ -148,11 +147,6 @@ def get_rank() -> int:
 def get_world_size() -> int:
     """Number of processes (1 without a process group)."""
     return dist.get_world_size() if is_distributed() else 1
-
-
-def is_main_process() -> bool:
-    """True on rank 0 (and in a single process)."""
-    return get_rank() == 0
 
 
 def barrier() -> None:

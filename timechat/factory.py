@@ -25,6 +25,7 @@ from timechat.models.builders import ModelFiles, build_timechat
 from timechat.models.checkpoint import LoadReport
 from timechat.models.config import TimeChatConfig
 from timechat.models.timechat import TimeChat
+from timechat.validation import check_keys
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
@@ -70,10 +71,9 @@ def model_config_from(section: dict[str, Any]) -> TimeChatConfig:
 
 
 def _merge_dataclass_dict(base: dict[str, Any], over: dict[str, Any], where: str) -> dict[str, Any]:
+    check_keys(over, base, where)
     out = dict(base)
     for key, value in over.items():
-        if key not in base:
-            raise KeyError(f"unknown key {where}.{key}; expected one of {sorted(base)}")
         if isinstance(base[key], dict) and isinstance(value, dict):
             out[key] = _merge_dataclass_dict(base[key], value, f"{where}.{key}")
         else:

@@ -20,7 +20,6 @@ DATASETS: dict[str, str] = {
     # converted Valley file share the TimeIT instruction format
     "timeit": "timechat.data.datasets:VideoInstructDataset",
     "valley": "timechat.data.datasets:VideoInstructDataset",
-    "valley_raw": "timechat.data.datasets:build_valley_raw_dataset",
 }
 
 LR_SCHEDULES: dict[str, str] = {

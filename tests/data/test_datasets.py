@@ -10,7 +10,15 @@ import torch
 
 from tests.data._videos import write_video
 from timechat.data.collate import collate_train
-from timechat.data.datasets import DataQualityError, SampleError, VideoInstructDataset, convert_valley_record, with_asr
+from timechat.data.datasets import (
+    DataQualityError,
+    SampleError,
+    VideoInstructDataset,
+    check_failure_rate,
+    convert_valley_record,
+    with_asr,
+)
+from timechat.data.settings import DataSettings
 from timechat.data.tokenization import LlamaTokenizer
 from timechat.stats import IssueStats
 
@@ -28,7 +36,7 @@ def videos(tmp_path):
 
 
 def _ds(records, videos, tok, **kw):
-    kw = {"n_frms": 4, "image_size": 32, "num_video_query_token": 4, "stride": 4, "seed": 0, **kw}
+    kw = {"num_frames": 4, "image_size": 32, "num_video_query_token": 4, "stride": 4, "seed": 0, **kw}
     return VideoInstructDataset(records, videos, tok, "llama", **kw)
 
 
@@ -81,6 +89,41 @@ def test_failure_rate_and_retry_limits(videos, tok):
     ds = _ds([{"video": "missing.mp4", "QA": QA}, {"video": "good.mp4", "QA": QA}], videos, tok, max_failure_rate=0.2, min_attempts_for_rate=1)
     with pytest.raises(DataQualityError, match="failure rate"):
         ds[0]
+
+
+def test_check_failure_rate_is_the_one_guard():
+    stats = IssueStats(attempts=99)
+    for k in range(10):
+        stats.record("video_missing", f"s{k}", "x")
+    check_failure_rate(stats, 0.05, "dataset d")  # 99 attempts: not judged yet
+    stats.attempts = 200  # 10 / 200 = 5 %: not above the limit
+    check_failure_rate(stats, 0.05, "dataset d")
+    stats.attempts = 199
+    with pytest.raises(DataQualityError, match=r"run.max_failure_rate: failure rate above 5.0% .*10/199 samples failed"):
+        check_failure_rate(stats, 0.05, "run.max_failure_rate")
+    check_failure_rate(stats, 0.05, "dataset d", min_attempts=200)
+
+
+def test_data_settings_keywords_legacy_spelling_and_typos(videos, tok):
+    records = [{"video": "good.mp4", "QA": QA}]
+    ds = _ds(records, videos, tok, max_txt_len=512)
+    assert ds.settings == DataSettings(num_frames=4, image_size=32, num_video_query_token=4, stride=4, max_txt_len=512)
+    assert DataSettings() == DataSettings(96, 224, 32, 32, 2048, "rand", True)  # the original's training config
+    with pytest.warns(FutureWarning, match="'n_frms' is deprecated, use 'num_frames'"):
+        old = VideoInstructDataset(records, videos, tok, "llama", n_frms=4, image_size=32, num_video_query_token=4,
+                                   stride=4, seed=0, max_txt_len=512)
+    assert old.settings == ds.settings and torch.equal(old[0]["images"], ds[0]["images"])
+    with pytest.raises(TypeError, match="both 'n_frms' and 'num_frames'"):
+        VideoInstructDataset(records, videos, tok, "llama", n_frms=4, num_frames=4)
+    with pytest.raises(TypeError, match=r"unknown key\(s\) \['num_frame'\] in datasets.timeit; allowed: .*'num_frames'"):
+        VideoInstructDataset(records, videos, tok, "llama", num_frame=4)
+    with pytest.raises(TypeError, match="not both"):
+        VideoInstructDataset(records, videos, tok, "llama", settings=ds.settings, num_frames=4)
+    assert VideoInstructDataset(records, videos, tok, "llama", settings=ds.settings).settings is ds.settings
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        DataSettings(sampling="random")
+    with pytest.raises(ValueError, match="num_frames must be >= 1"):
+        DataSettings(num_frames=0)
 
 
 def test_stats_merge():

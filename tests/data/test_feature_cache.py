@@ -53,7 +53,7 @@ def _feature_shape(model) -> tuple[int, int]:
 
 def _dataset(videos, tok, records=None, **kw):
     records = records or [{"video": "a.mp4", "QA": QA}, {"video": "sub/b.mp4", "QA": QA}]
-    kw = {"n_frms": N_FRMS, "image_size": SIZE, "sampling": "uniform", "train_aug": False, "num_video_query_token": 4,
+    kw = {"num_frames": N_FRMS, "image_size": SIZE, "sampling": "uniform", "train_aug": False, "num_video_query_token": 4,
           "stride": 4, "max_txt_len": 512, "seed": 0, **kw}
     return VideoInstructDataset(records, videos, tok, "llama", **kw)
 
@@ -118,7 +118,7 @@ def test_training_loss_cached_equals_live(model, videos, tok, tmp_path):
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6)
     # different frame counts: a list of per-video features, as collate_train's list path
-    short = _dataset(videos, tok, n_frms=4)
+    short = _dataset(videos, tok, num_frames=4)
     build_feature_cache(model, ["a.mp4"], tmp_path / "short", 4, SIZE, "fp32", videos_root=videos)
     mixed = collate_cached([cached_items[0], CachedFeatureDataset(short, FeatureCache(tmp_path / "short"))[0]])
     assert mixed["collate_path"] == "list" and [f.shape[0] for f in mixed["image_features"]] == [N_FRMS, 4]
@@ -176,8 +176,8 @@ def test_refuses_random_sampling_and_crop(model, videos, tok, tmp_path):
     assert "sampling='rand'" in str(err.value)
     with pytest.raises(ValueError, match="train_aug=True"):
         CachedFeatureDataset(_dataset(videos, tok, train_aug=True), cache)
-    with pytest.raises(ValueError, match="n_frms=8"):
-        CachedFeatureDataset(_dataset(videos, tok, n_frms=4), cache)
+    with pytest.raises(ValueError, match="num_frames=8"):
+        CachedFeatureDataset(_dataset(videos, tok, num_frames=4), cache)
     trainable_vit, _ = build_timechat(timechat_tiny(freeze_vit=False))
     with pytest.raises(ValueError, match="freeze_vit=False"):
         build_feature_cache(trainable_vit, ["a.mp4"], tmp_path / "x", N_FRMS, SIZE, videos_root=videos)

@@ -17,6 +17,7 @@ from timechat.data.synthetic import (
     TASKS,
     TIMELINE_TEMPLATES,
     SyntheticConfig,
+    _dvc_answer,
     generate_synthetic_dataset,
     load_events,
     main,
@@ -188,6 +189,16 @@ def test_tvg_answers_and_gt_match_events(small):
             assert (summary.videos_dir[split] / g["image_id"]).is_file()
 
 
+DVC_PIECE = r"(\d+\.\d) - (\d+\.\d) seconds, ([a-z ]+)\. "
+
+
+def test_dvc_answer_hand_computed():
+    events = [{"start": 2.0, "end": 4.5, "sentence": "a red square moves from left to right"},
+              {"start": 6.0, "end": 10.0, "sentence": "a blue circle grows"}]
+    assert _dvc_answer(events) == ("2.0 - 4.5 seconds, a red square moves from left to right.  "
+                                   "6.0 - 10.0 seconds, a blue circle grows. ")
+
+
 def test_dvc_answers_and_gt_match_events(small):
     out, summary = small
     for split in SPLITS:
@@ -199,10 +210,16 @@ def test_dvc_answers_and_gt_match_events(small):
         assert len(items) == len(gt) == len(videos)
         for v, item, g in zip(videos, items, gt):
             a = item["QA"][0]["a"]
-            expected = " ".join(f"{e['start']:.1f} - {e['end']:.1f} seconds, {e['sentence']}. " for e in v["events"])
-            assert a == expected
-            spans = [(float(s), float(t)) for s, t in re.findall(r"(\d+\.\d) - (\d+\.\d) seconds,", a)]
-            assert spans == [(e["start"], e["end"]) for e in v["events"]]
+            # Read the answer back: one "S - E seconds, sentence." per event, in time order, and
+            # nothing else (only the spaces between the pieces are left when they are removed).
+            pieces = re.findall(DVC_PIECE, a)
+            assert [(float(s), float(t), c) for s, t, c in pieces] == [(e["start"], e["end"], e["sentence"])
+                                                                        for e in v["events"]]
+            assert re.sub(DVC_PIECE, "", a).strip() == ""
+            starts = [float(s) for s, _, _ in pieces]
+            assert starts == sorted(starts)
+            for e in v["events"]:  # the sentence names what is seen: the event's colour and shape
+                assert e["sentence"].startswith(f"a {e['colour']} {e['shape']} ")
             assert g["image_id"] == v["file"] and g["duration"] == v["duration"]
             assert g["segments"] == [[e["start"], e["end"]] for e in v["events"]]
             sentences = g["pure_cap"].split(". ")
@@ -375,6 +392,39 @@ def test_invalid_settings_raise(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate_synthetic_dataset(tmp_path, **{"num_train": 1, "num_val": 0, "num_test": 0, **kwargs})
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_config_object_and_keywords_are_the_same_dataset(tmp_path):
+    args = dict(seed=2, num_train=1, num_val=0, num_test=1, duration=[4, 6], fps=4, size=16, tasks=["tvg"])
+    cfg = SyntheticConfig(**args)
+    assert (cfg.duration, cfg.fps, cfg.tasks) == ((4.0, 6.0), 4.0, ("tvg",))  # declared types, lists as tuples
+    assert cfg == SyntheticConfig.from_dict(args, "run.synthetic_data")
+    first = generate_synthetic_dataset(tmp_path, cfg)
+    assert first.regenerated and first.config == cfg
+    assert not generate_synthetic_dataset(tmp_path, **args).regenerated  # same settings: manifest matches
+    with pytest.raises(TypeError, match="not both"):
+        generate_synthetic_dataset(tmp_path, cfg, seed=2)
+    with pytest.raises(TypeError, match=r"unknown key\(s\) \['num_trian'\] in run.synthetic_data; allowed: .*'num_train'"):
+        SyntheticConfig.from_dict({"num_trian": 3}, "run.synthetic_data")
+
+
+def test_cli_has_one_option_per_config_field(monkeypatch):
+    import argparse
+    import dataclasses
+
+    seen = {}
+
+    def capture(self, args=None, namespace=None):
+        seen.update({a.dest: a.default for a in self._actions})
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(SystemExit):
+        main(["--out", "x"])
+    fields = {f.name: f.default for f in dataclasses.fields(SyntheticConfig)}
+    assert set(seen) - {"help", "out", "force"} == set(fields)
+    for name, default in fields.items():
+        assert seen[name] == (list(default) if isinstance(default, tuple) else default), name
 
 
 def test_cli(tmp_path, capsys):

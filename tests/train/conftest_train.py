@@ -20,9 +20,9 @@ def _overrides(data_root: Path, out: Path, *extra: str) -> list[str]:
     """Shrink the tiny config to seconds: 4 frames of 28 px, batch 2, 8 iterations per epoch."""
     return [
         f"paths.data_root={data_root}", f"output_dir={out}",
-        "datasets.synthetic_tvg.n_frms=4", "datasets.synthetic_tvg.image_size=28",
-        "datasets.synthetic_dvc.n_frms=4", "datasets.synthetic_dvc.image_size=28",
-        "datasets.synthetic_timeline.n_frms=4", "datasets.synthetic_timeline.image_size=28",
+        "datasets.synthetic_tvg.num_frames=4", "datasets.synthetic_tvg.image_size=28",
+        "datasets.synthetic_dvc.num_frames=4", "datasets.synthetic_dvc.image_size=28",
+        "datasets.synthetic_timeline.num_frames=4", "datasets.synthetic_timeline.image_size=28",
         "model.config.vision.image_size=28", "run.batch_size=2", "run.num_workers=0", "run.tensorboard=false",
         "run.iters_per_epoch=8", "run.warmup_steps=2", "run.log_every=1", "run.save_every_steps=2",
         "run.export_original=true", "run.synthetic_data=null", *extra,

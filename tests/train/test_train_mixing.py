@@ -74,11 +74,11 @@ def test_sampler_start_offset_and_state():
 
 def test_mixing_weights_modes():
     assert mixing_weights(["a", "b"], "uniform") == [0.5, 0.5]
-    assert mixing_weights(["a", "b"], "ratio", ratios={"a": 3, "b": 1}) == [0.75, 0.25]
+    assert mixing_weights(["a", "b"], "ratios", ratios={"a": 3, "b": 1}) == [0.75, 0.25]
     assert mixing_weights(["a", "b"], "proportional", sizes={"a": 104, "b": 72}) == pytest.approx(
         [104 / 176, 72 / 176])
     with pytest.raises(ValueError, match=r"missing for \['b'\], unknown datasets \['c'\]"):
-        mixing_weights(["a", "b"], "ratio", ratios={"a": 1, "c": 1})
+        mixing_weights(["a", "b"], "ratios", ratios={"a": 1, "c": 1})
     with pytest.raises(ValueError, match="unknown mixing mode"):
         mixing_weights(["a"], "random")
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from timechat import registry
 from timechat.train.schedule import (
-    LR_SCHEDULES,
     ConstantLRScheduler,
     LinearWarmupCosineLRScheduler,
     LinearWarmupStepLRScheduler,
@@ -87,7 +87,7 @@ def _opt():
 
 def test_stateful_scheduler_sets_all_groups_and_roundtrips():
     opt = _opt()
-    sched = LR_SCHEDULES["linear_warmup_cosine_lr"](opt, **MAIN)
+    sched = registry.build("lr_schedule", "linear_warmup_cosine_lr", optimizer=opt, **MAIN)
     assert isinstance(sched, LinearWarmupCosineLRScheduler)
     lr = sched.step(0, 6600)
     assert lr == pytest.approx(1.55e-5)
@@ -117,7 +117,33 @@ def test_load_state_dict_strict_names_the_changed_hparam():
 
 
 def test_registry_names_and_typo_is_type_error():
-    assert set(LR_SCHEDULES) == {"linear_warmup_cosine_lr", "linear_warmup_step_lr", "constant_lr"}
-    assert LR_SCHEDULES["constant_lr"] is ConstantLRScheduler
-    with pytest.raises(TypeError):
-        LR_SCHEDULES["linear_warmup_cosine_lr"](None, **MAIN, warmup_step=3)
+    assert set(registry.LR_SCHEDULES) == {"linear_warmup_cosine_lr", "linear_warmup_step_lr", "constant_lr"}
+    for name in registry.LR_SCHEDULES:
+        assert registry.lookup("lr_schedule", name).name == name
+    assert registry.lookup("lr_schedule", "constant_lr") is ConstantLRScheduler
+    with pytest.raises(TypeError, match="warmup_step"):
+        registry.build("lr_schedule", "linear_warmup_cosine_lr", optimizer=None, **MAIN, warmup_step=3)
+
+
+@pytest.mark.parametrize("cls, unused", [
+    (ConstantLRScheduler, {"max_epoch": 3}),
+    (ConstantLRScheduler, {"min_lr": 1e-5}),
+    (LinearWarmupStepLRScheduler, {"max_epoch": 3}),
+    (LinearWarmupStepLRScheduler, {"iters_per_epoch": 10}),
+])
+def test_schedules_reject_keys_they_do_not_use(cls, unused):
+    own = {k: MAIN.get(k, 1.0) for k in cls.hparam_names}
+    cls(None, **own)  # exactly its own keys: fine
+    with pytest.raises(TypeError, match=next(iter(unused))):
+        cls(None, **own, **unused)
+
+
+def test_hparam_names_are_the_keyword_arguments_and_the_saved_state():
+    import inspect
+
+    for name in registry.LR_SCHEDULES:
+        cls = registry.lookup("lr_schedule", name)
+        params = [p for p in inspect.signature(cls).parameters if p != "optimizer"]
+        assert sorted(params) == sorted(cls.hparam_names), name
+        own = {k: MAIN.get(k, 1.0) for k in cls.hparam_names}
+        assert list(cls(None, **own).state_dict()["hparams"]) == list(cls.hparam_names)

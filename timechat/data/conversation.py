@@ -4,7 +4,7 @@ Mirrors, from the original code:
 * ``Video_Instruct_Dataset.__getitem__`` + ``preprocess_multimodal`` (the first question becomes
   ``<Video>`` + ``<ImageHere>``·N + ``</Video> `` + msg + q) and ``preprocess_for_llama_v2``
   (LLAMA_2 rendering with system ``" "``, one tokenizer call with BOS and ``max_txt_len``
-  truncation, and the label loop of reference_data/README.md section 5);
+  truncation, and the label loop of `llama2_labels`);
 * ``Conversation.get_prompt`` for ``SeparatorStyle.LLAMA_2`` (``conv_llava_llama_2``) and the batched
   ``Chat`` of ``conversation_video_batch.py``: ``upload_video_without_audio`` / ``ask`` /
   ``answer`` (prompt text, split at ``<ImageHere>``, segment ids with BOS on the first segment only,
@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from timechat.constants import EVAL_SYSTEM, IGNORE_INDEX, IMAGE_PLACEHOLDER, TRAIN_SYSTEM  # noqa: F401 (re-exported)
+from timechat.data.settings import DataSettings
 
 VIDEO_START, VIDEO_END = "<Video>", "</Video>"
 ROLES = ("USER", "ASSISTANT")
 INST_CLOSE = "[/INST] "
 
 
-def num_video_tokens(num_frames: int, num_video_query_token: int = 32, stride: int = 32) -> int:
+def num_video_tokens(num_frames: int, num_video_query_token: int = DataSettings.num_video_query_token,
+                     stride: int = DataSettings.stride) -> int:
     """Visual tokens of a T-frame video: ``Nq · ceil(T / stride)``, or ``Nq`` if ``stride <= 0``."""
     if stride <= 0:
         return num_video_query_token
@@ -97,7 +99,7 @@ class MaskingRound:
 
 
 def llama2_labels(conversation: str, input_ids: Sequence[int], tokenizer: Any) -> tuple[list[int], list[MaskingRound]]:
-    """Labels of ``preprocess_for_llama_v2`` (reference_data README section 5).
+    """Labels of ``preprocess_for_llama_v2``.
 
     Position 0 is ignored; for each ``</s>``-separated round with exactly one ``"[/INST] "``:
     ``instruction_len = len(tok(instr + "[/INST] ")) - 2`` tokens are ignored from ``cur``, then
@@ -159,9 +161,9 @@ def build_train_text(
     msg: str,
     num_frames: int,
     tokenizer: Any,
-    num_video_query_token: int = 32,
-    stride: int = 32,
-    max_txt_len: int = 2048,
+    num_video_query_token: int = DataSettings.num_video_query_token,
+    stride: int = DataSettings.stride,
+    max_txt_len: int = DataSettings.max_txt_len,
     system: str = TRAIN_SYSTEM,
 ) -> TrainText:
     """Prompt, ``input_ids`` (BOS, cut at ``max_txt_len``, no EOS) and labels of one training record."""

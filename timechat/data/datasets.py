@@ -25,6 +25,7 @@ import torch
 
 from timechat.data.asr import inject_asr
 from timechat.data.conversation import build_train_text
+from timechat.data.settings import DataSettings, data_settings
 from timechat.data.tokenization import LlamaTokenizer, tokenize_timestamps
 from timechat.data.transforms import eval_transform, train_transform
 from timechat.data.video import VideoDecodeError, load_video
@@ -44,6 +45,25 @@ class SampleError(Exception):
 
 class DataQualityError(RuntimeError):
     """Too many samples failed (failure rate above the configured limit, or retries exhausted)."""
+
+
+MIN_ATTEMPTS_FOR_RATE = 100
+"""Attempts counted before the failure rate is judged (a few bad videos early on do not abort)."""
+
+
+def check_failure_rate(stats: IssueStats, max_failure_rate: float, where: str,
+                       min_attempts: int = MIN_ATTEMPTS_FOR_RATE) -> None:
+    """Raise `DataQualityError` when more than `max_failure_rate` of at least `min_attempts` attempts failed.
+
+    Args:
+        stats: the counts so far (one dataset's, or a training run's over all datasets and ranks).
+        max_failure_rate: the limit (e.g. ``run.max_failure_rate``).
+        where: what the counts are about, for the message (``dataset X``, ``run.max_failure_rate``).
+        min_attempts: judge only from this many attempts on.
+    """
+    if stats.attempts >= min_attempts and stats.failure_rate > max_failure_rate:
+        raise DataQualityError(f"{where}: failure rate above {max_failure_rate:.1%} (too many bad samples): "
+                               f"{stats.summary()}; examples {stats.examples}")
 
 
 # --------------------------------------------------------------------------- record formats
@@ -110,19 +130,20 @@ def build_train_item(
     timestamp_tokenizer: Any,
     *,
     sample_id: str,
-    n_frms: int = 96,
-    image_size: int = 224,
-    sampling: str = "rand",
-    train_aug: bool = True,
-    num_video_query_token: int = 32,
-    stride: int = 32,
-    max_txt_len: int = 2048,
+    settings: DataSettings | None = None,
     rng: random.Random | None = None,
     np_rng: Any = None,
     torch_gen: torch.Generator | None = None,
     allow_cut_placeholders: bool = False,
+    **setting_values: Any,
 ) -> dict[str, Any]:
     """Everything ``Video_Instruct_Dataset.__getitem__`` returns for one record (+ debug fields).
+
+    Args:
+        settings: frames, sizes, sampling, augmentation, text length (`DataSettings`); or give
+            its fields as keywords (``setting_values``, e.g. ``num_frames=8``), not both.
+        rng / np_rng / torch_gen: frame sampling and crop randomness (see `load_video`).
+        allow_cut_placeholders: return items whose ``<ImageHere>`` ids were cut by ``max_txt_len``.
 
     Returns:
         ``images`` (C, T, H, W) float32, ``input_ids`` / ``labels`` (L,) long, ``timestamps``
@@ -132,23 +153,24 @@ def build_train_item(
         SampleError: ``video_missing``/``video_undecodable``/``video_empty``, ``bad_record``,
         ``placeholders_truncated`` (unless ``allow_cut_placeholders``).
     """
+    st = data_settings(settings, setting_values, "build_train_item")
     record = validate_record(record, sample_id)
     try:
-        clip = load_video(video_path, n_frms, image_size, image_size, sampling, rng, np_rng)
+        clip = load_video(video_path, st.num_frames, st.image_size, st.image_size, st.sampling, rng, np_rng)
     except VideoDecodeError as exc:
         reason = {"missing": "video_missing", "empty": "video_empty"}.get(exc.reason, "video_undecodable")
         raise SampleError(sample_id, reason, str(exc)) from exc
-    if train_aug:
+    if st.train_aug:
         images = train_transform(clip.frames, generator=torch_gen)
     else:
         images = eval_transform(clip.frames)
-    num_frames = images.shape[1]
-    text = build_train_text(record["QA"], clip.msg, num_frames, llama_tokenizer, num_video_query_token, stride, max_txt_len)
+    text = build_train_text(record["QA"], clip.msg, images.shape[1], llama_tokenizer, st.num_video_query_token, st.stride,
+                            st.max_txt_len)
     if text.placeholders_cut and not allow_cut_placeholders:
         raise SampleError(
             sample_id,
             "placeholders_truncated",
-            f"max_txt_len={max_txt_len} keeps {text.n_video_tokens_kept} of {text.n_video_tokens} <ImageHere> (untruncated {text.untruncated_length} tokens)",
+            f"max_txt_len={st.max_txt_len} keeps {text.n_video_tokens_kept} of {text.n_video_tokens} <ImageHere> (untruncated {text.untruncated_length} tokens)",
         )
     return {
         "id": sample_id,
@@ -170,8 +192,9 @@ class VideoInstructDataset(torch.utils.data.Dataset):
         llama_tokenizer: prompt tokenizer.
         timestamp_tokenizer: ``'llama'`` (the LLaMA tokenizer, what the released checkpoint was
             trained with), ``'bert'`` (then ``bert_tokenizer`` is required) or a tokenizer object.
-        n_frms / image_size / sampling / train_aug / num_video_query_token / stride / max_txt_len:
-            as the original's config keys (``num_frm``, ``resize_size``, ``sample_type``, ...).
+        settings: frames, sizes, sampling, augmentation, text length (`DataSettings`); or give its
+            fields as keywords (``setting_values``: the config's ``num_frames``, ``image_size``, ...;
+            the former ``n_frms`` is read with a warning), not both.
         seed: base seed; item i of epoch e uses RNGs seeded from (seed, e, i), so training is
             reproducible and independent of worker assignment. Call `set_epoch` each epoch.
         max_retries: substitute indices tried after a failure before raising.
@@ -187,18 +210,13 @@ class VideoInstructDataset(torch.utils.data.Dataset):
         timestamp_tokenizer: str | Any = "llama",
         bert_tokenizer: Any = None,
         *,
-        n_frms: int = 96,
-        image_size: int = 224,
-        sampling: str = "rand",
-        train_aug: bool = True,
-        num_video_query_token: int = 32,
-        stride: int = 32,
-        max_txt_len: int = 2048,
+        settings: DataSettings | None = None,
         seed: int = 42,
         max_retries: int = 10,
         max_failure_rate: float = 0.05,
-        min_attempts_for_rate: int = 100,
+        min_attempts_for_rate: int = MIN_ATTEMPTS_FOR_RATE,
         name: str = "timeit",
+        **setting_values: Any,
     ) -> None:
         self.source = str(records) if isinstance(records, (str, Path)) else name
         self.records = load_json_records(records) if isinstance(records, (str, Path)) else list(records)
@@ -216,7 +234,7 @@ class VideoInstructDataset(torch.utils.data.Dataset):
             raise ValueError(f"timestamp_tokenizer must be 'llama', 'bert' or a tokenizer, got {timestamp_tokenizer!r}")
         else:
             self.timestamp_tokenizer = timestamp_tokenizer
-        self.kw = dict(n_frms=n_frms, image_size=image_size, sampling=sampling, train_aug=train_aug, num_video_query_token=num_video_query_token, stride=stride, max_txt_len=max_txt_len)
+        self.settings = data_settings(settings, setting_values, f"datasets.{name}")
         self.seed, self.epoch = seed, 0
         self.max_retries, self.max_failure_rate, self.min_attempts_for_rate = max_retries, max_failure_rate, min_attempts_for_rate
         self.name = name
@@ -243,7 +261,8 @@ class VideoInstructDataset(torch.utils.data.Dataset):
         sid = self.sample_id(index)
         rec = validate_record(self.records[index], sid)
         rng, np_rng, gen = self.rngs(index)
-        return build_train_item(rec, self.videos_root / rec["video"], self.llama_tokenizer, self.timestamp_tokenizer, sample_id=sid, rng=rng, np_rng=np_rng, torch_gen=gen, **self.kw)
+        return build_train_item(rec, self.videos_root / rec["video"], self.llama_tokenizer, self.timestamp_tokenizer, sample_id=sid, settings=self.settings, rng=rng, np_rng=np_rng,
+                                torch_gen=gen)
 
     def substitute_index(self, index: int, attempt: int) -> int:
         """Deterministic replacement for a failed index (a fixed stride walk, never ``index`` itself when len > 1)."""
@@ -264,7 +283,7 @@ class VideoInstructDataset(torch.utils.data.Dataset):
                 self.stats.record(err.reason, err.sample_id, err.detail)
                 local.record(err.reason, err.sample_id, err.detail)
                 logger.warning("bad sample (%s) — %s; substituting", err.reason, err)
-                self._check_rate()
+                check_failure_rate(self.stats, self.max_failure_rate, f"dataset {self.source}", self.min_attempts_for_rate)
                 current = self.substitute_index(index, attempt + 1)
                 continue
             item["requested_index"], item["index"] = index, current
@@ -272,7 +291,4 @@ class VideoInstructDataset(torch.utils.data.Dataset):
             return item
         raise DataQualityError(f"dataset {self.source}: {self.max_retries + 1} consecutive samples failed from index {index}; {self.stats.summary()}")
 
-    def _check_rate(self) -> None:
-        if self.stats.attempts >= self.min_attempts_for_rate and self.stats.failure_rate > self.max_failure_rate:
-            raise DataQualityError(f"dataset {self.source}: failure rate above {self.max_failure_rate:.1%}: {self.stats.summary()}; examples {self.stats.examples}")
 

@@ -24,8 +24,9 @@ significant bits (relative error <= 2**-11); `bf16` to 8 bits.
 
 Layout of `out_dir` (one file pair per video, so a build is resumable and shards can run in parallel):
 
-    cache.json                     settings: n_frms, image_size, sampling, transform, dtype,
-                                   feature shape, ViT fingerprint (guards against mixing models)
+    cache.json                     settings: n_frms (= num_frames; the file format's spelling), image_size,
+                                   sampling, transform, dtype, feature shape, ViT fingerprint (guards
+                                   against mixing models)
     features/<stem>.npy            (T, N_img, D_v) array; bf16 stored as its raw uint16 bits
     features/<stem>.json           metadata: video key, file, indices, fps, vlen, timestamps, msg,
                                    n_frames, dtype, shape, backend; written last = entry complete
@@ -55,6 +56,7 @@ from timechat.io import atomic_path, atomic_write_json
 from timechat.data.collate import collate_train
 from timechat.data.conversation import build_train_text
 from timechat.data.datasets import SampleError, VideoInstructDataset, validate_record
+from timechat.data.settings import EVAL_SAMPLING, DataSettings
 from timechat.data.tokenization import tokenize_timestamps
 from timechat.data.transforms import eval_transform
 from timechat.data.video import VideoClip, VideoDecodeError, load_video, timestamp_sentences
@@ -183,7 +185,7 @@ class FeatureCache:
             raise FeatureCacheError(f"{path}: format_version {self.settings.get('format_version')}, expected {FORMAT_VERSION}")
 
     @property
-    def n_frms(self) -> int:
+    def num_frames(self) -> int:
         return int(self.settings["n_frms"])
 
     @property
@@ -251,8 +253,8 @@ class CacheBuildReport:
 class _DecodeDataset(torch.utils.data.Dataset):
     """Decode + eval transform of one video per item (runs in DataLoader workers)."""
 
-    def __init__(self, keys: Sequence[str], videos_root: Path | None, n_frms: int, image_size: int, backend: str) -> None:
-        self.keys, self.root, self.n_frms, self.size, self.backend = list(keys), videos_root, n_frms, image_size, backend
+    def __init__(self, keys: Sequence[str], videos_root: Path | None, num_frames: int, image_size: int, backend: str) -> None:
+        self.keys, self.root, self.num_frames, self.size, self.backend = list(keys), videos_root, num_frames, image_size, backend
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -261,7 +263,7 @@ class _DecodeDataset(torch.utils.data.Dataset):
         key = self.keys[i]
         path = self.root / key if self.root is not None else Path(key)
         try:
-            clip = load_video(path, self.n_frms, self.size, self.size, "uniform", backend=self.backend)
+            clip = load_video(path, self.num_frames, self.size, self.size, EVAL_SAMPLING, backend=self.backend)
         except VideoDecodeError as exc:
             return {"key": key, "error": exc.reason, "detail": str(exc)}
         pixels = eval_transform(clip.frames).permute(1, 0, 2, 3).contiguous()  # (T, 3, H, W), as encode_video
@@ -296,8 +298,8 @@ def build_feature_cache(
     model: torch.nn.Module,
     video_paths: Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,
-    n_frms: int = 96,
-    image_size: int = 224,
+    num_frames: int = DataSettings.num_frames,
+    image_size: int = DataSettings.image_size,
     dtype: str = "auto",
     batch_frames: int = 256,
     *,
@@ -317,7 +319,7 @@ def build_feature_cache(
         model: a `TimeChat` with a frozen ViT (`cfg.freeze_vit`); left in eval mode.
         video_paths: video keys, relative to `videos_root` when given (the records' `video` field).
         out_dir: cache directory (created; an existing cache must have the same settings and ViT).
-        n_frms / image_size: the dataset's frame count and decode size.
+        num_frames / image_size: the dataset's frame count and decode size.
         dtype: storage dtype `'auto'` (what the ViT computes: exact), `'fp32'`, `'fp16'` or `'bf16'`.
         batch_frames: frames per ViT call (memory bound on the GPU).
         autocast: `'bf16'`/`'fp16'` to run the ViT under the autocast the training run uses.
@@ -347,7 +349,8 @@ def build_feature_cache(
     (root / "failed").mkdir(exist_ok=True)
     cfg = model.cfg.vision
     settings = {
-        "format_version": FORMAT_VERSION, "n_frms": int(n_frms), "image_size": int(image_size), "sampling": "uniform",
+        "format_version": FORMAT_VERSION, "n_frms": int(num_frames), "image_size": int(image_size),
+        "sampling": EVAL_SAMPLING,
         "transform": "eval", "dtype": dtype, "autocast": autocast,
         "feature_shape": [cfg.num_tokens, cfg.width], "vit_fingerprint": vit_fingerprint(model),
     }
@@ -357,7 +360,7 @@ def build_feature_cache(
     report = CacheBuildReport(skipped=[k for k in keys if cache.has(k)])
     pending = [k for k in keys if not cache.has(k)]
     loader = torch.utils.data.DataLoader(
-        _DecodeDataset(pending, Path(videos_root) if videos_root is not None else None, n_frms, image_size, backend),
+        _DecodeDataset(pending, Path(videos_root) if videos_root is not None else None, num_frames, image_size, backend),
         batch_size=1, collate_fn=_first, num_workers=num_workers,
     )
     was_training = model.training
@@ -422,12 +425,12 @@ def write_index(out_dir: str | os.PathLike) -> Path:
 
 
 # --------------------------------------------------------------------------- dataset + collate
-def require_exact_caching(kw: dict[str, Any], where: str) -> None:
-    """Raise `ValueError` naming `where` unless the dataset settings `kw` sample uniformly without crop."""
+def require_exact_caching(settings: DataSettings, where: str) -> None:
+    """Raise `ValueError` naming `where` unless the dataset `settings` sample uniformly without crop."""
     problems = []
-    if kw["sampling"] != "uniform":
-        problems.append(f"sampling={kw['sampling']!r} draws different frames every epoch")
-    if kw["train_aug"]:
+    if settings.sampling != EVAL_SAMPLING:
+        problems.append(f"sampling={settings.sampling!r} draws different frames every epoch")
+    if settings.train_aug:
         problems.append("train_aug=True draws a new random resized crop every epoch")
     if problems:
         raise ValueError(
@@ -446,18 +449,18 @@ class CachedFeatureDataset(VideoInstructDataset):
 
     Args:
         base: the live dataset; must use `sampling='uniform'` and `train_aug=False`.
-        cache: a `FeatureCache` built with the base's `n_frms` and `image_size`.
+        cache: a `FeatureCache` built with the base's `num_frames` and `image_size`.
     Raises:
         ValueError: the base samples randomly or crops (caching would not be exact), or the cache
             was built with other frame settings.
     """
 
     def __init__(self, base: VideoInstructDataset, cache: FeatureCache) -> None:
-        kw = base.kw
-        require_exact_caching(kw, base.name)
-        for key, have in (("n_frms", cache.n_frms), ("image_size", cache.image_size)):
-            if kw[key] != have:
-                raise ValueError(f"feature cache {cache.root} was built with {key}={have}, the dataset asks for {kw[key]}")
+        require_exact_caching(base.settings, base.name)
+        for key in ("num_frames", "image_size"):
+            have, want = getattr(cache, key), getattr(base.settings, key)
+            if want != have:
+                raise ValueError(f"feature cache {cache.root} was built with {key}={have}, the dataset asks for {want}")
         self.__dict__.update(base.__dict__)  # the base's records, tokenizers, settings and seeds
         self.stats = IssueStats()
         self.cache = cache
@@ -471,12 +474,12 @@ class CachedFeatureDataset(VideoInstructDataset):
             reason = {"missing": "video_missing", "empty": "video_empty"}.get(fail["reason"], "video_undecodable")
             raise SampleError(sid, reason, fail.get("detail", ""))
         feats, meta = self.cache.get(rec["video"])  # (T, N_img, D_v)
-        kw = self.kw
-        text = build_train_text(rec["QA"], meta.msg, meta.n_frames, self.llama_tokenizer, kw["num_video_query_token"],
-                                kw["stride"], kw["max_txt_len"])
+        st = self.settings
+        text = build_train_text(rec["QA"], meta.msg, meta.n_frames, self.llama_tokenizer, st.num_video_query_token,
+                                st.stride, st.max_txt_len)
         if text.placeholders_cut:
             raise SampleError(sid, "placeholders_truncated",
-                              f"max_txt_len={kw['max_txt_len']} keeps {text.n_video_tokens_kept} of {text.n_video_tokens} <ImageHere>")
+                              f"max_txt_len={st.max_txt_len} keeps {text.n_video_tokens_kept} of {text.n_video_tokens} <ImageHere>")
         return {
             "id": sid,
             "image_features": feats,

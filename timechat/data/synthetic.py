@@ -85,6 +85,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from timechat.io import atomic_path, atomic_write_text
+from timechat.validation import check_keys
 
 __all__ = [
     "EVENT_TYPES",
@@ -210,7 +211,7 @@ class SyntheticConfig:
     """Number of validation videos."""
     num_test: int = 60
     """Number of held-out test videos."""
-    duration: tuple[float, float] = (8.0, 16.0)
+    duration: tuple[float, float] = field(default=(8.0, 16.0), metadata={"help": "fixed length, or MIN MAX (seconds)"})
     """Video length range in seconds (inclusive); lengths are drawn on the ``time_grid``.
     ``(d, d)`` or a single number gives a fixed length."""
     fps: float = 8.0
@@ -226,13 +227,17 @@ class SyntheticConfig:
     """Event start/end times and video lengths are multiples of this (seconds)."""
     num_event_types: int = 4
     """How many of ``EVENT_TYPES`` are used (1..6); must be >= max_events."""
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = field(default=TASKS, metadata={"choices": TASKS})
     """Which tasks get instruction data (subset of tvg, dvc, vhd, timeline); tvg, dvc and vhd also get
     eval ground truth."""
     crf: int = 20
     """libx264 constant rate factor (lower = closer to the rendered frames, larger files)."""
 
     def __post_init__(self) -> None:
+        # Plain numbers as their declared type (YAML/JSON/CLI values: 8 -> 8.0, lists -> tuples).
+        for f in dataclasses.fields(self):
+            if f.type in ("int", "float"):
+                object.__setattr__(self, f.name, {"int": int, "float": float}[f.type](getattr(self, f.name)))
         dur = self.duration
         if isinstance(dur, (int, float)):
             dur = (float(dur), float(dur))
@@ -288,6 +293,16 @@ class SyntheticConfig:
     def _min_event_cells(self) -> int:
         return math.ceil(self.min_event_duration / self.time_grid - 1e-9)
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str) -> "SyntheticConfig":
+        """The config of a settings dict (e.g. ``run.synthetic_data`` without ``out_dir``).
+
+        Raises:
+            TypeError: a key that is not a field (`UnknownKeyError` naming it and ``where``).
+        """
+        check_keys(values, (f.name for f in dataclasses.fields(cls)), where)
+        return cls(**values)
+
     def num_videos(self, split: str) -> int:
         """Number of videos of ``split``."""
         return int(getattr(self, f"num_{split}"))
@@ -331,49 +346,32 @@ class SyntheticSummary:
 # Public API
 # ----------------------------------------------------------------------------------------------
 
-_D = SyntheticConfig
-
-
 def generate_synthetic_dataset(
     out_dir: str | os.PathLike,
+    config: SyntheticConfig | None = None,
     *,
-    seed: int = _D.seed,
-    num_train: int = _D.num_train,
-    num_val: int = _D.num_val,
-    num_test: int = _D.num_test,
-    duration: float | tuple[float, float] = _D.duration,
-    fps: float = _D.fps,
-    size: int = _D.size,
-    max_events: int = _D.max_events,
-    min_event_duration: float = _D.min_event_duration,
-    time_grid: float = _D.time_grid,
-    num_event_types: int = _D.num_event_types,
-    tasks: Sequence[str] = _D.tasks,
-    crf: int = _D.crf,
     force: bool = False,
+    **fields: Any,
 ) -> SyntheticSummary:
     """Write the synthetic dataset (videos, events, instructions, eval gt) under ``out_dir``.
 
     Args:
         out_dir: target directory (created if missing); see the module docstring for the layout.
-        seed ... crf: the generation settings, documented on :class:`SyntheticConfig`.
+        config: the generation settings (:class:`SyntheticConfig`); or give its fields as keywords
+            (``fields``, e.g. ``num_train=12``), not both. Neither: the defaults.
         force: regenerate even if ``manifest.json`` matches.
 
     Returns:
         A :class:`SyntheticSummary` with the paths and counts.
 
     Raises:
-        ValueError: invalid settings.
+        ValueError: invalid settings. TypeError: an unknown setting, or both ``config`` and ``fields``.
         FileExistsError: ``out_dir`` holds ``videos/``, ``annotations/`` or ``instruct/`` but no
             manifest or ``.generating`` marker, i.e. it may not be ours to overwrite.
     """
-    cfg = SyntheticConfig(
-        seed=int(seed), num_train=int(num_train), num_val=int(num_val), num_test=int(num_test),
-        duration=duration if isinstance(duration, (int, float)) else tuple(duration),
-        fps=float(fps), size=int(size), max_events=int(max_events),
-        min_event_duration=float(min_event_duration), time_grid=float(time_grid),
-        num_event_types=int(num_event_types), tasks=tuple(tasks), crf=int(crf),
-    )
+    if config is not None and fields:
+        raise TypeError(f"give `config` or its fields {sorted(fields)}, not both")
+    cfg = config if config is not None else SyntheticConfig.from_dict(fields, "generate_synthetic_dataset")
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -823,30 +821,20 @@ def main(argv: Sequence[str] | None = None) -> SyntheticSummary:
 
     p = argparse.ArgumentParser(prog="python -m timechat.data.synthetic", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=_D.seed)
-    p.add_argument("--num-train", type=int, default=_D.num_train)
-    p.add_argument("--num-val", type=int, default=_D.num_val)
-    p.add_argument("--num-test", type=int, default=_D.num_test)
-    p.add_argument("--duration", type=float, nargs="+", default=list(_D.duration), metavar="SEC",
-                   help="fixed length, or MIN MAX (seconds)")
-    p.add_argument("--fps", type=float, default=_D.fps)
-    p.add_argument("--size", type=int, default=_D.size)
-    p.add_argument("--max-events", type=int, default=_D.max_events)
-    p.add_argument("--min-event-duration", type=float, default=_D.min_event_duration)
-    p.add_argument("--time-grid", type=float, default=_D.time_grid)
-    p.add_argument("--num-event-types", type=int, default=_D.num_event_types)
-    p.add_argument("--tasks", nargs="+", default=list(_D.tasks), choices=TASKS)
-    p.add_argument("--crf", type=int, default=_D.crf)
+    for f in dataclasses.fields(SyntheticConfig):  # one option per field, named and typed after it
+        default = getattr(SyntheticConfig, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, tuple):
+            p.add_argument(flag, nargs="+", type=type(default[0]), default=list(default), **f.metadata)
+        else:
+            p.add_argument(flag, type=type(default), default=default, **f.metadata)
     p.add_argument("--force", action="store_true", help="regenerate even if the manifest matches")
-    a = p.parse_args(argv)
-    if len(a.duration) not in (1, 2):
+    a = vars(p.parse_args(argv))
+    if len(a["duration"]) not in (1, 2):
         p.error("--duration takes one value or MIN MAX")
-    summary = generate_synthetic_dataset(
-        a.out, seed=a.seed, num_train=a.num_train, num_val=a.num_val, num_test=a.num_test,
-        duration=a.duration[0] if len(a.duration) == 1 else tuple(a.duration), fps=a.fps, size=a.size,
-        max_events=a.max_events, min_event_duration=a.min_event_duration, time_grid=a.time_grid,
-        num_event_types=a.num_event_types, tasks=a.tasks, crf=a.crf, force=a.force,
-    )
+    a["duration"] = a["duration"][0] if len(a["duration"]) == 1 else tuple(a["duration"])
+    out, force = a.pop("out"), a.pop("force")
+    summary = generate_synthetic_dataset(out, SyntheticConfig(**a), force=force)
     state = "generated" if summary.regenerated else "up to date (manifest matches), nothing written"
     print(f"{summary.out_dir}: {state} in {summary.seconds:.1f} s")
     for s, n in summary.num_videos.items():

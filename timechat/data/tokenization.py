@@ -9,8 +9,8 @@ Mirrors what the original gets from ``transformers==4.34`` when it calls
 (``Blip2Base.init_tokenizer``).
 
 The LLaMA side is written on plain ``sentencepiece`` because the transformers-5 tokenizers can
-differ from the slow 4.34 tokenizer on text that starts with whitespace (reference
-ENVIRONMENT.md). The rules reproduced are those of reference_data/README.md section 3:
+differ from the slow 4.34 tokenizer on text that starts with whitespace. The rules of the slow
+tokenizer reproduced here (checked by scripts/check_reference_parity.py against its outputs):
 
 1. a literal ``▁`` (U+2581) in the text is replaced by a space;
 2. the text is split at ``<s>``, ``</s>``, ``<unk>`` and the added ``<ImageHere>``; ``<ImageHere>``
@@ -291,20 +291,11 @@ def load_bert_tokenizer(directory: str | Path, bos_token: str = "[DEC]") -> Any:
     from transformers import BertTokenizer
 
     # from_pretrained(dir), never BertTokenizer(vocab_file=...): the latter silently gives empty
-    # encodings in transformers 5 (ENVIRONMENT.md).
+    # encodings in transformers 5.
     tok = BertTokenizer.from_pretrained(str(directory))
     tok.add_special_tokens({"bos_token": bos_token})
     tok.padding_side = "right"  # the default may come out 'left' in transformers 5
     return tok
-
-
-def load_timestamp_tokenizer(kind: str, directory: str | Path) -> Any:
-    """``kind`` ``'llama'`` (training-compatible) or ``'bert'`` (the evaluation Chat's)."""
-    if kind == "llama":
-        return LlamaTokenizer.from_pretrained(directory)
-    if kind == "bert":
-        return load_bert_tokenizer(directory)
-    raise ValueError(f"timestamp tokenizer kind must be 'llama' or 'bert', got {kind!r}")
 
 
 def tokenize_timestamps(

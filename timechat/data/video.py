@@ -26,6 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from timechat.data.settings import EVAL_SAMPLING, SAMPLINGS, DataSettings
+
 logger = logging.getLogger(__name__)
 
 TIMESTAMP_SENTENCE = "This frame is sampled at {} second."
@@ -122,24 +124,25 @@ def rand_indices(vlen: int, n: int, rng: random.Random | None = None, np_rng: An
     return sorted(int(i) for i in perm), True
 
 
-def sample_indices(vlen: int, n_frms: int, sampling: str = "uniform", rng: random.Random | None = None, np_rng: Any = None) -> list[int]:
-    """Indices of the frames to load: ``n = min(n_frms, vlen)`` frames by ``sampling``."""
-    n = min(n_frms, vlen)
+def sample_indices(vlen: int, num_frames: int, sampling: str = EVAL_SAMPLING, rng: random.Random | None = None,
+                   np_rng: Any = None) -> list[int]:
+    """Indices of the frames to load: ``n = min(num_frames, vlen)`` frames by ``sampling``."""
+    n = min(num_frames, vlen)
     if sampling == "uniform":
         return uniform_indices(vlen, n)
     if sampling == "rand":
         return rand_indices(vlen, n, rng, np_rng)[0]
-    raise ValueError(f"unknown frame sampling {sampling!r} (expected 'uniform' or 'rand')")
+    raise ValueError(f"unknown frame sampling {sampling!r} (expected one of {SAMPLINGS})")
 
 
-def frame_budget(duration_s: float, n_frms: int, target_fps: float | None = None, max_frames: int | None = None) -> int:
-    """Optional fps-based frame count: ``max(n_frms, ceil(duration * target_fps))`` capped by ``max_frames``.
+def frame_budget(duration_s: float, num_frames: int, target_fps: float | None = None, max_frames: int | None = None) -> int:
+    """Optional fps-based frame count: ``max(num_frames, ceil(duration * target_fps))`` capped by ``max_frames``.
 
-    Not in the original (always ``n_frms`` = 96). Note: the frame position table of the model has
+    Not in the original (always 96 frames). Note: the frame position table of the model has
     ``max_frame_pos`` rows (96 in TimeChat-7B), so ``max_frames`` must not exceed it unless the
     table is resized.
     """
-    n = n_frms if target_fps is None else max(n_frms, int(math.ceil(duration_s * target_fps)))
+    n = num_frames if target_fps is None else max(num_frames, int(math.ceil(duration_s * target_fps)))
     return min(n, max_frames) if max_frames is not None else n
 
 
@@ -183,19 +186,19 @@ def probe_video(path: str | Path, backend: str = "auto") -> tuple[int, float, st
 
 def load_video(
     path: str | Path,
-    n_frms: int = 96,
-    height: int = 224,
-    width: int = 224,
-    sampling: str = "uniform",
+    num_frames: int = DataSettings.num_frames,
+    height: int = DataSettings.image_size,
+    width: int = DataSettings.image_size,
+    sampling: str = EVAL_SAMPLING,
     rng: random.Random | None = None,
     np_rng: Any = None,
     backend: str = "auto",
 ) -> VideoClip:
-    """Decode ``n = min(n_frms, vlen)`` frames resized to ``height × width`` (aspect not kept).
+    """Decode ``n = min(num_frames, vlen)`` frames resized to ``height × width`` (aspect not kept).
 
     Args:
         path: video file.
-        n_frms: frames wanted.
+        num_frames: frames wanted (the original's ``n_frms``).
         height / width: decode-time resize (``-1`` keeps the native size), as decord does it.
         sampling: ``'uniform'`` or ``'rand'`` (see `rand_indices` for ``rng``/``np_rng``).
         backend: ``'auto'`` (decord, PyAV if decord cannot open the file), ``'decord'``, ``'pyav'``.
@@ -220,14 +223,14 @@ def load_video(
             vlen, fps = len(vr), float(vr.get_avg_fps())
             if vlen <= 0:
                 raise VideoDecodeError(path, "empty", "decord reports 0 frames")
-            indices = sample_indices(vlen, n_frms, sampling, rng, np_rng)
+            indices = sample_indices(vlen, num_frames, sampling, rng, np_rng)
             try:
                 frames = vr.get_batch(indices).asnumpy()  # (T, H, W, C) uint8
             except Exception as exc:  # corrupt packets surface only when decoding
                 raise VideoDecodeError(path, "undecodable", f"decord get_batch: {exc}") from exc
             return _clip(frames, indices, fps, vlen, "decord")
     vlen, fps = _pyav_probe(path)
-    indices = sample_indices(vlen, n_frms, sampling, rng, np_rng)
+    indices = sample_indices(vlen, num_frames, sampling, rng, np_rng)
     frames = pyav_read_frames(path, indices, height, width)
     return _clip(frames, indices, fps, vlen, "pyav")
 
@@ -284,7 +287,7 @@ def _pyav_probe(path: Path) -> tuple[int, float]:
 def pyav_read_frames(path: str | Path, indices: Sequence[int], height: int = -1, width: int = -1) -> np.ndarray:
     """Decode sequentially with PyAV and keep the frames at ``indices`` (any order, repeats allowed).
 
-    Sequential decoding is used rather than seeking (4x faster on long-GOP files, ENVIRONMENT.md).
+    Sequential decoding is used rather than seeking (4x faster on long-GOP files in our measurements).
     Native-size frames are bit-identical to decord's. Resized frames are not: decord's bundled
     FFmpeg scaler could not be matched with PyAV's swscale; one swscale call (YUV → RGB24 at the
     target size, bilinear) came closest on the fixture videos (mean |diff| ≈ 0.8-1.4 uint8

@@ -25,6 +25,7 @@ from timechat.models.config import (
 )
 from timechat.constants import DTYPES
 from timechat.models.timechat import TimeChat
+from timechat.validation import check_keys
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +64,7 @@ class ModelFiles:
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "ModelFiles":
         values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise TypeError(f"unknown key(s) in model.files: {unknown}; expected a subset of {sorted(known)}")
+        check_keys(values, (f.name for f in fields(cls)), "model.files")
         return cls(**values)
 
 

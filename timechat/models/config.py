@@ -16,10 +16,11 @@ The ``mode`` field chooses between the two behaviours documented in the README:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from timechat.constants import DTYPE_NAMES
+from timechat.validation import check_keys
 
 MODES = ("compat", "fixed")
 
@@ -169,15 +170,5 @@ class TimeChatConfig:
 
 def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
     """Build dataclass `cls` from a dict, rejecting unknown keys with a message naming them."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise TypeError(f"unknown key(s) in {where}: {unknown}; expected a subset of {sorted(known)}")
+    check_keys(values, (f.name for f in fields(cls)), where)
     return cls(**values)
-
-
-def config_from_dict(values: dict[str, Any]) -> TimeChatConfig:
-    """Build a `TimeChatConfig` from a (possibly nested) dict; unknown keys raise `TypeError`."""
-    if is_dataclass(values):
-        return values  # type: ignore[return-value]
-    return _from_dict(TimeChatConfig, dict(values), "model")

@@ -188,7 +188,7 @@ def check_reference_data(fixture_dir: str | Path) -> list[ParityRow]:
         rec = record_for(timeit_file, int(exp_inputs["timeit_index"]))
         video = exp_inputs.get("video") or case.get("video")
         return build_train_item(
-            rec, root / video, tok, tok, sample_id=case["id"], n_frms=n_frms, image_size=settings["image_size"],
+            rec, root / video, tok, tok, sample_id=case["id"], num_frames=n_frms, image_size=settings["image_size"],
             sampling=settings["sampling"], train_aug=False, num_video_query_token=settings["num_video_query_token"],
             stride=settings["stride"], max_txt_len=max_txt_len, allow_cut_placeholders=True,
         )
@@ -454,7 +454,7 @@ def check_model_fixture_data(fixture_dir: str | Path) -> list[ParityRow]:
         items = []
         for k, s in enumerate(ts_json["samples"]):
             rec = s["instruct_sample"]
-            item = build_train_item(rec, video, llama, llama, sample_id=f"train{k}", n_frms=n_frms, image_size=h, sampling=sampling.get("sampling", "uniform"), train_aug=False, num_video_query_token=nq, stride=stride, max_txt_len=max_txt_len, allow_cut_placeholders=True)
+            item = build_train_item(rec, video, llama, llama, sample_id=f"train{k}", num_frames=n_frms, image_size=h, sampling=sampling.get("sampling", "uniform"), train_aug=False, num_video_query_token=nq, stride=stride, max_txt_len=max_txt_len, allow_cut_placeholders=True)
             items.append(item)
             t = item["text"]
             sup = [p for p, lab in enumerate(t.labels) if lab != -100]

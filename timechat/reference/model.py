@@ -346,7 +346,7 @@ def _end_to_end_rows(model, root: Path, manifest: dict[str, Any], eval_cfg: dict
     for i, record in enumerate(load_json_records(sample_path)):
         items.append(build_train_item(
             record, sample_path.parent / record["video"], tokenizer, tokenizer, sample_id=f"e2e[{i}]",
-            n_frms=int(m.get("n_frms", 8)), image_size=int(m["image_size"]), sampling="uniform", train_aug=False,
+            num_frames=int(m.get("n_frms", 8)), image_size=int(m["image_size"]), sampling="uniform", train_aug=False,
             num_video_query_token=model.cfg.video_qformer.num_query_tokens, stride=model.cfg.stride,
             max_txt_len=int(m.get("max_txt_len", 2048)),
         ))

@@ -1,6 +1,6 @@
 """Resumable multi-dataset batch mixing over distributed samplers.
 
-The original (TIMECHAT_SPEC.md sections 4.6-4.7) does not concatenate its training datasets: every
+The original (its runner's ``MultiIterLoader``) does not concatenate its training datasets: every
 micro-iteration it draws one whole batch from one dataset, chosen with probabilities proportional
 to the datasets' ``sample_ratio`` if set, else uniformly; each dataset has its own infinite loader
 over a shuffling ``DistributedSampler`` that calls ``set_epoch`` when exhausted. This module keeps
@@ -48,7 +48,8 @@ __all__ = [
     "mixing_weights",
 ]
 
-MIXING_MODES = ("uniform", "ratio", "proportional")
+MIXING_MODES = ("uniform", "ratios", "proportional")
+"""The values of ``run.mixing``."""
 
 
 class ResumableDistributedSampler(Sampler[int]):
@@ -233,9 +234,9 @@ def mixing_weights(
 
     Args:
         names: dataset names, in order.
-        mode: ``"uniform"`` (the original without ``sample_ratio``), ``"ratio"`` (proportional to
+        mode: ``"uniform"`` (the original without ``sample_ratio``), ``"ratios"`` (proportional to
             ``ratios``, the original with ``sample_ratio``), ``"proportional"`` (to ``sizes``).
-        ratios: per-name ratio, required for ``"ratio"``.
+        ratios: per-name ratio (``datasets.<name>.ratio``), required for ``"ratios"``.
         sizes: per-name dataset size, required for ``"proportional"``.
 
     Returns:
@@ -243,9 +244,9 @@ def mixing_weights(
     """
     if mode == "uniform":
         raw = [1.0] * len(names)
-    elif mode in ("ratio", "proportional"):
-        table = ratios if mode == "ratio" else sizes
-        what = "ratios" if mode == "ratio" else "sizes"
+    elif mode in ("ratios", "proportional"):
+        table = ratios if mode == "ratios" else sizes
+        what = "ratios" if mode == "ratios" else "sizes"
         if table is None:
             raise ValueError(f"mixing mode '{mode}' needs {what}")
         missing = [n for n in names if n not in table]
@@ -273,9 +274,9 @@ class MultiDatasetIterator:
     Args:
         loaders: ``{name: DataLoader}``; each loader's sampler must be a
             ``ResumableDistributedSampler`` (see ``make_train_loader``) and its ``batch_size`` set.
-        mode: ``"uniform"``, ``"ratio"`` or ``"proportional"``; None means ``"ratio"`` when
-            ``ratios`` is given, else ``"uniform"`` (the original's rule).
-        ratios: per-dataset ratios for ``"ratio"``.
+        mode: ``"uniform"``, ``"ratios"`` or ``"proportional"`` (`MIXING_MODES`); None means
+            ``"ratios"`` when ``ratios`` is given, else ``"uniform"`` (the original's rule).
+        ratios: per-dataset ratios for ``"ratios"``.
         seed: seed of the dataset-choice generator (and of the loaders' worker seeds).
     """
 
@@ -300,9 +301,9 @@ class MultiDatasetIterator:
             if dl.batch_size is None:
                 raise ValueError(f"loader '{name}' has batch_size=None (custom batch_sampler)")
         if mode is None:
-            mode = "ratio" if ratios is not None else "uniform"
-        elif ratios is not None and mode != "ratio":
-            raise ValueError(f"ratios were given but mode is {mode!r}; use mode='ratio'")
+            mode = "ratios" if ratios is not None else "uniform"
+        elif ratios is not None and mode != "ratios":
+            raise ValueError(f"ratios were given but mode is {mode!r}; use mode='ratios'")
         self.loaders = dict(loaders)
         self.names = list(loaders)
         self.mode = mode

@@ -36,6 +36,7 @@ from timechat.constants import AUTOCAST_DTYPES
 from timechat import registry
 from timechat.config import RunConfig, resolve_config, run_config, save_config
 from timechat.data.collate import collate_train
+from timechat.data.datasets import check_failure_rate
 from timechat.stats import IssueStats
 from timechat.factory import build_model_and_tokenizers
 from timechat.models.checkpoint import export_original_state_dict
@@ -162,15 +163,13 @@ class TrainRecipe:
 
     def _prepare_synthetic(self, kwargs: dict[str, Any]) -> None:
         """Rank 0 writes the built-in dataset (a no-op if already there with these settings)."""
-        from timechat.data.synthetic import generate_synthetic_dataset
+        from timechat.data.synthetic import SyntheticConfig, generate_synthetic_dataset
 
         if "out_dir" not in kwargs:
             raise KeyError("run.synthetic_data needs out_dir")
         if self.dist.is_main:
-            for key in ("duration",):
-                if isinstance(kwargs.get(key), list):
-                    kwargs[key] = tuple(kwargs[key])
-            summary = generate_synthetic_dataset(kwargs.pop("out_dir"), **kwargs)
+            out_dir = kwargs.pop("out_dir")
+            summary = generate_synthetic_dataset(out_dir, SyntheticConfig.from_dict(kwargs, "run.synthetic_data"))
             logger.info("synthetic data in %s (%s)", summary.out_dir,
                         "generated" if summary.regenerated else "already there")
         dist_utils.barrier()
@@ -216,7 +215,7 @@ class TrainRecipe:
 
         if not self.model_cfg.freeze_vit:
             raise ValueError(f"datasets.{name}.feature_cache needs a frozen ViT (model.config.freeze_vit=true)")
-        require_exact_caching(dataset.kw, f"datasets.{name}")
+        require_exact_caching(dataset.settings, f"datasets.{name}")
         if self.run.build_feature_cache:
             self._build_feature_cache(name, dataset, cache_dir)
         return CachedFeatureDataset(dataset, FeatureCache(cache_dir))
@@ -235,7 +234,7 @@ class TrainRecipe:
             t0 = time.perf_counter()
             with torch.random.fork_rng(devices=[]):
                 report = build_feature_cache(
-                    self.model, videos, cache_dir, dataset.kw["n_frms"], dataset.kw["image_size"],
+                    self.model, videos, cache_dir, dataset.settings.num_frames, dataset.settings.image_size,
                     videos_root=dataset.videos_root, autocast=amp, num_workers=self.run.num_workers,
                     device=self.device,
                 )
@@ -263,16 +262,15 @@ class TrainRecipe:
             if missing:
                 raise ValueError(f"run.mixing=ratios but datasets {missing} have no `ratio`")
             ratios = {n: float(sections[n]["ratio"]) for n in sections}
-        mode = {"uniform": "uniform", "proportional": "proportional", "ratios": "ratio"}[self.run.mixing]
-        return MultiDatasetIterator(loaders, mode=mode, ratios=ratios, seed=self.run.seed)
+        return MultiDatasetIterator(loaders, mode=self.run.mixing, ratios=ratios, seed=self.run.seed)
 
     def _build_scheduler(self):
         r = self.run
-        kwargs: dict[str, Any] = dict(max_epoch=r.max_epoch, iters_per_epoch=r.iters_per_epoch, init_lr=r.init_lr,
-                                      min_lr=r.min_lr, warmup_lr=r.warmup_lr, warmup_steps=r.warmup_steps)
-        if r.lr_schedule == "linear_warmup_step_lr":
-            kwargs["decay_rate"] = 1.0 if r.lr_decay_rate is None else r.lr_decay_rate
-        return registry.build("lr_schedule", r.lr_schedule, optimizer=self.optimizer, **kwargs)
+        values: dict[str, Any] = dict(max_epoch=r.max_epoch, iters_per_epoch=r.iters_per_epoch, init_lr=r.init_lr,
+                                      min_lr=r.min_lr, warmup_lr=r.warmup_lr, warmup_steps=r.warmup_steps,
+                                      decay_rate=1.0 if r.lr_decay_rate is None else r.lr_decay_rate)
+        keys = registry.lookup("lr_schedule", r.lr_schedule).hparam_names  # each schedule gets only its own keys
+        return registry.build("lr_schedule", r.lr_schedule, optimizer=self.optimizer, **{k: values[k] for k in keys})
 
     def _init_deepspeed(self):
         """Wrap model + our AdamW in a DeepSpeed engine (ZeRO as configured in `run.deepspeed`).
@@ -377,12 +375,7 @@ class TrainRecipe:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _check_failure_rate(self, min_attempts: int = 100) -> None:
-        e = self.data_errors
-        if e.attempts >= min_attempts and e.failure_rate > self.run.max_failure_rate:
-            from timechat.data.datasets import DataQualityError
-
-            raise DataQualityError(f"too many bad samples (run.max_failure_rate={self.run.max_failure_rate}): "
-                                   f"{e.summary()}; examples {e.examples}")
+        check_failure_rate(self.data_errors, self.run.max_failure_rate, "training data (run.max_failure_rate)", min_attempts)
 
     def _all_ranks_data_errors(self) -> IssueStats:
         if not self.dist.distributed:

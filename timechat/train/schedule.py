@@ -2,7 +2,7 @@
 
 The original steps its scheduler once per *micro*-iteration, before the forward pass, with
 ``step(cur_epoch, cur_step)`` where ``cur_step`` counts micro-iterations inside the epoch
-(TIMECHAT_SPEC.md section 4.4). Two quirks are kept on purpose so that a run with the original's
+(``BaseTask._train_inner_loop``). Two quirks are kept on purpose so that a run with the original's
 config reproduces the original's learning rates:
 
 * the linear warmup is driven by ``cur_step`` (the in-epoch step), not the global step
@@ -13,8 +13,10 @@ config reproduces the original's learning rates:
 
 Each schedule is a pure function of ``(cur_epoch, cur_step)`` plus a small stateful class that
 writes the value into an optimizer's param groups (all groups get the same LR, as in the original)
-and has ``state_dict()`` / ``load_state_dict()`` for checkpoints. ``LR_SCHEDULES`` maps the
-original's config names (``run.lr_sched``) to the classes.
+and has ``state_dict()`` / ``load_state_dict()`` for checkpoints. The classes' ``name`` is the
+original's config name (``run.lr_schedule`` here, ``run.lr_sched`` in the original); they are looked
+up by it in ``timechat.registry.LR_SCHEDULES``. Each takes exactly its ``hparam_names`` as keyword
+arguments: any other key is a ``TypeError``.
 """
 
 from __future__ import annotations
@@ -28,11 +30,7 @@ import torch
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "LR_SCHEDULES",
-    "ConstantLR",
     "ConstantLRScheduler",
-    "LinearWarmupCosineLR",
-    "LinearWarmupStepLR",
     "LinearWarmupCosineLRScheduler",
     "LinearWarmupStepLRScheduler",
     "constant_lr_at",
@@ -97,8 +95,8 @@ def step_lr_at(
 ) -> float:
     """LR of the original ``linear_warmup_step_lr`` schedule at one micro-iteration.
 
-    Not described in TIMECHAT_SPEC.md beyond its name (section 4.2); these are the LAVIS
-    semantics it was registered from: during epoch 0 the linear warmup at ``cur_step`` (capped at
+    No TimeChat config uses it; these are the semantics of the LAVIS class it was registered
+    from: during epoch 0 the linear warmup at ``cur_step`` (capped at
     ``init_lr``, so it stays flat after ``warmup_steps``); from epoch 1 on a per-epoch step decay
     ``max(min_lr, init_lr * decay_rate ** cur_epoch)``. Warmup never extends past epoch 0.
 
@@ -149,9 +147,11 @@ def constant_lr_at(
 
 
 class _EpochStepScheduler:
-    """Shared state handling: subclasses define ``_hparams()`` and ``lr_at(cur_epoch, cur_step)``."""
+    """Shared state handling: subclasses set ``name``, ``hparam_names`` (their keyword arguments, stored
+    as attributes of the same names) and define ``lr_at(cur_epoch, cur_step)``."""
 
     name = ""
+    hparam_names: tuple[str, ...] = ()
 
     def __init__(self, optimizer: torch.optim.Optimizer | None) -> None:
         self.optimizer = optimizer
@@ -160,7 +160,7 @@ class _EpochStepScheduler:
         self.last_lr: float | None = None
 
     def _hparams(self) -> dict[str, Any]:
-        raise NotImplementedError
+        return {k: getattr(self, k) for k in self.hparam_names}
 
     def lr_at(self, cur_epoch: int, cur_step: int) -> float:
         raise NotImplementedError
@@ -242,6 +242,7 @@ class LinearWarmupCosineLRScheduler(_EpochStepScheduler):
     """
 
     name = "linear_warmup_cosine_lr"
+    hparam_names = ("max_epoch", "iters_per_epoch", "init_lr", "min_lr", "warmup_lr", "warmup_steps")
 
     def __init__(
         self,
@@ -263,15 +264,6 @@ class LinearWarmupCosineLRScheduler(_EpochStepScheduler):
         self.init_lr, self.min_lr = float(init_lr), float(min_lr)
         self.warmup_lr, self.warmup_steps = float(warmup_lr), int(warmup_steps)
 
-    def _hparams(self) -> dict[str, Any]:
-        return {
-            "max_epoch": self.max_epoch,
-            "iters_per_epoch": self.iters_per_epoch,
-            "init_lr": self.init_lr,
-            "min_lr": self.min_lr,
-            "warmup_lr": self.warmup_lr,
-            "warmup_steps": self.warmup_steps,
-        }
 
     def lr_at(self, cur_epoch: int, cur_step: int) -> float:
         """LR at ``(cur_epoch, cur_step)`` without touching the optimizer."""
@@ -288,11 +280,10 @@ class LinearWarmupStepLRScheduler(_EpochStepScheduler):
         decay_rate: multiplicative decay per epoch (1.0: none).
         warmup_lr: LR at warmup step 0 (negative: ``init_lr``).
         warmup_steps: warmup length in micro-iterations of epoch 0.
-        max_epoch: accepted for config compatibility with the cosine schedule; unused.
-        iters_per_epoch: accepted for config compatibility; unused.
     """
 
     name = "linear_warmup_step_lr"
+    hparam_names = ("init_lr", "min_lr", "decay_rate", "warmup_lr", "warmup_steps")
 
     def __init__(
         self,
@@ -303,21 +294,11 @@ class LinearWarmupStepLRScheduler(_EpochStepScheduler):
         decay_rate: float = 1.0,
         warmup_lr: float = -1.0,
         warmup_steps: int = 0,
-        max_epoch: int | None = None,
-        iters_per_epoch: int | None = None,
     ) -> None:
         super().__init__(optimizer)
         self.init_lr, self.min_lr, self.decay_rate = float(init_lr), float(min_lr), float(decay_rate)
         self.warmup_lr, self.warmup_steps = float(warmup_lr), int(warmup_steps)
 
-    def _hparams(self) -> dict[str, Any]:
-        return {
-            "init_lr": self.init_lr,
-            "min_lr": self.min_lr,
-            "decay_rate": self.decay_rate,
-            "warmup_lr": self.warmup_lr,
-            "warmup_steps": self.warmup_steps,
-        }
 
     def lr_at(self, cur_epoch: int, cur_step: int) -> float:
         """LR at ``(cur_epoch, cur_step)`` without touching the optimizer."""
@@ -333,11 +314,10 @@ class ConstantLRScheduler(_EpochStepScheduler):
         iters_per_epoch: micro-iterations per epoch (needed only with warmup).
         warmup_lr: LR at warmup step 0 (negative: ``init_lr``).
         warmup_steps: warmup length in global micro-iterations.
-        max_epoch: accepted for config compatibility; unused.
-        min_lr: accepted for config compatibility; unused.
     """
 
     name = "constant_lr"
+    hparam_names = ("init_lr", "iters_per_epoch", "warmup_lr", "warmup_steps")
 
     def __init__(
         self,
@@ -347,8 +327,6 @@ class ConstantLRScheduler(_EpochStepScheduler):
         iters_per_epoch: int = 1,
         warmup_lr: float = -1.0,
         warmup_steps: int = 0,
-        max_epoch: int | None = None,
-        min_lr: float | None = None,
     ) -> None:
         super().__init__(optimizer)
         if warmup_steps > 0 and iters_per_epoch < 1:
@@ -356,27 +334,7 @@ class ConstantLRScheduler(_EpochStepScheduler):
         self.init_lr, self.iters_per_epoch = float(init_lr), int(iters_per_epoch)
         self.warmup_lr, self.warmup_steps = float(warmup_lr), int(warmup_steps)
 
-    def _hparams(self) -> dict[str, Any]:
-        return {
-            "init_lr": self.init_lr,
-            "iters_per_epoch": self.iters_per_epoch,
-            "warmup_lr": self.warmup_lr,
-            "warmup_steps": self.warmup_steps,
-        }
 
     def lr_at(self, cur_epoch: int, cur_step: int) -> float:
         """LR at ``(cur_epoch, cur_step)`` without touching the optimizer."""
         return constant_lr_at(cur_epoch, cur_step, **self._hparams())
-
-
-# Keys are the original's `run.lr_sched` names; build with `LR_SCHEDULES[name](optimizer, **kw)`.
-LR_SCHEDULES: dict[str, type[_EpochStepScheduler]] = {
-    LinearWarmupCosineLRScheduler.name: LinearWarmupCosineLRScheduler,
-    LinearWarmupStepLRScheduler.name: LinearWarmupStepLRScheduler,
-    ConstantLRScheduler.name: ConstantLRScheduler,
-}
-
-# Short aliases (the names `timechat/registry.py` refers to).
-LinearWarmupCosineLR = LinearWarmupCosineLRScheduler
-LinearWarmupStepLR = LinearWarmupStepLRScheduler
-ConstantLR = ConstantLRScheduler

@@ -83,7 +83,7 @@ def test_audit_reports_exactly_the_broken_records(root, tmp_path):
 
     # the filtered JSON trains with no data error
     tok = LlamaTokenizer.from_pretrained(Path(timechat.__file__).parent / "assets" / "tiny_tokenizer")
-    ds = VideoInstructDataset(str(out), root, tok, "llama", n_frms=4, image_size=32, num_video_query_token=4, stride=4,
+    ds = VideoInstructDataset(str(out), root, tok, "llama", num_frames=4, image_size=32, num_video_query_token=4, stride=4,
                               sampling="uniform", train_aug=False)
     items = [ds[i] for i in range(len(ds))]
     assert [it["index"] for it in items] == list(range(4)) and ds.stats.failures == 0, ds.stats.summary()

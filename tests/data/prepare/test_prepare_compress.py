@@ -94,7 +94,7 @@ def test_broken_input_is_reported(tmp_path):
 
 
 def _red_times(path):
-    clip = load_video(path, n_frms=96, height=224, width=224, sampling="uniform")
+    clip = load_video(path, num_frames=96, height=224, width=224, sampling="uniform")
     frames = clip.frames.float()  # (T, H, W, C)
     mean = frames.mean((1, 2))  # (T, C)
     red = (mean[:, 0] > 150) & (mean[:, 1] < 80) & (mean[:, 2] < 80)
