@@ -7,7 +7,9 @@ import json
 import pytest
 
 from tests.data.prepare._media import make_clip, need, video_facts
-from timechat.data.datasets import read_coco_annotations, read_dvc_annotations, read_tvg_annotations
+from timechat.eval.tasks.common import read_coco_annotations
+from timechat.eval.tasks.grounding import read_tvg_annotations
+from timechat.metrics.dvc import _gt_videos  # the metric's own reading of the gt (segments, sentences)
 from timechat.data.prepare.coco_gt import build_coco_gt
 from timechat.data.prepare.hirest import process_hirest
 from timechat.data.prepare.valley import convert_valley, vatex_times
@@ -108,7 +110,8 @@ def test_coco_gt_charades_scores_100(tmp_path):
 
 
 def _dvc_perfect_prediction(gt_path):
-    return {a["video"]: [{"timestamp": s, "caption": c} for s, c in zip(a["segments"], a["captions"])] for a in read_dvc_annotations(gt_path)}
+    return {video: [{"timestamp": list(s), "caption": c} for s, c in zip(segments, captions)]
+            for video, segments, captions in _gt_videos(read_coco_annotations(gt_path))}
 
 
 @pytest.fixture()
@@ -136,7 +139,7 @@ def test_coco_gt_dvc_files(dvc_gts):
     ann = read_coco_annotations(yc)
     assert [a["image_id"] for a in ann] == ["vid1.mp4", "vid3.mp4"]
     assert ann[0]["pure_cap"] == "spread margarine on two slices of white bread. place a slice of cheese on the bread"
-    assert read_dvc_annotations(yc)[0]["captions"] == ["spread margarine on two slices of white bread", "place a slice of cheese on the bread"]
+    assert _gt_videos(ann)[0][2] == ["spread margarine on two slices of white bread.", "place a slice of cheese on the bread."]
     a = read_coco_annotations(anet)
     assert a[0] == {"image_id": "v_a.mp4", "caption": "A man is standing in a gym. He lifts a heavy barbell.",
                     "segments": [[0, 10.5], [10.5, 30]], "duration": 30.0, "id": 0}
