@@ -36,6 +36,7 @@ def bench():
     return module
 
 
+@pytest.mark.slow  # a subprocess that builds, trains and evaluates through the product (~25 s); CI runs it
 def test_smoke_run_reports_every_figure(tmp_path):
     out = tmp_path / "bench.jsonl"
     proc = subprocess.run(

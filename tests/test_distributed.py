@@ -84,6 +84,7 @@ _WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # torchrun with 2 gloo processes (~13 s); CI runs it
 def test_torchrun_two_processes_gloo(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)

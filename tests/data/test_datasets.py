@@ -99,7 +99,8 @@ def test_check_failure_rate_is_the_one_guard():
     stats.attempts = 200  # 10 / 200 = 5 %: not above the limit
     check_failure_rate(stats, 0.05, "dataset d")
     stats.attempts = 199
-    with pytest.raises(DataQualityError, match=r"run.max_failure_rate: failure rate above 5.0% .*10/199 samples failed"):
+    with pytest.raises(DataQualityError, match=r"run.max_failure_rate: failure rate above 5.0% .*10/199 samples failed.*"
+                                               r"python -m timechat.data.prepare audit RECORDS.json VIDEOS_ROOT"):
         check_failure_rate(stats, 0.05, "run.max_failure_rate")
     check_failure_rate(stats, 0.05, "dataset d", min_attempts=200)
 

@@ -116,6 +116,7 @@ def test_report_files_and_plots(reference):
     assert report["timing"]["world_size"] == 1 and report["timing"]["inference_s"] > 0
 
 
+@pytest.mark.slow  # torchrun with 2 gloo processes (~15 s); CI runs it
 def test_two_processes_match_single_process(reference, data_root, tmp_path):
     """torchrun with 2 CPU processes (through scripts/eval_tvg.sh) gives the single-process file."""
     ref_out, _ = reference

@@ -40,7 +40,6 @@ def test_reference_cases_tvg_vhd(reference_metrics_dir):
     _assert_reference_cases(reference_metrics_dir, {"tvg", "vhd"})
 
 
-@pytest.mark.slow  # 30-90 s of JVM work (PTB tokenizer + METEOR) on 2 cores; runs by default
 def test_reference_cases_dvc(reference_metrics_dir):
     """DVC scores with METEOR 1.5 and the Stanford PTB tokenizer: the only cases that need Java."""
     if not java_available():

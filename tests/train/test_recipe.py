@@ -59,6 +59,7 @@ def test_unknown_config_key_is_an_error(synthetic_root, tmp_path):
         load_config(CONFIG, _overrides(synthetic_root, tmp_path, "run.max_stepz=3"))
 
 
+@pytest.mark.slow  # torchrun with 2 gloo processes (~15 s); CI runs it
 @pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo is exercised on Linux")
 def test_torchrun_two_processes(synthetic_root, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")

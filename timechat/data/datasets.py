@@ -50,6 +50,10 @@ class DataQualityError(RuntimeError):
 MIN_ATTEMPTS_FOR_RATE = 100
 """Attempts counted before the failure rate is judged (a few bad videos early on do not abort)."""
 
+AUDIT_HINT = ("to train only on usable records, filter the records file first: "
+              "python -m timechat.data.prepare audit RECORDS.json VIDEOS_ROOT USABLE.json")
+"""The fix named by every too-many-bad-samples error (`timechat.data.prepare.audit`)."""
+
 
 def check_failure_rate(stats: IssueStats, max_failure_rate: float, where: str,
                        min_attempts: int = MIN_ATTEMPTS_FOR_RATE) -> None:
@@ -63,7 +67,7 @@ def check_failure_rate(stats: IssueStats, max_failure_rate: float, where: str,
     """
     if stats.attempts >= min_attempts and stats.failure_rate > max_failure_rate:
         raise DataQualityError(f"{where}: failure rate above {max_failure_rate:.1%} (too many bad samples): "
-                               f"{stats.summary()}; examples {stats.examples}")
+                               f"{stats.summary()}; examples {stats.examples}; {AUDIT_HINT}")
 
 
 # --------------------------------------------------------------------------- record formats
@@ -289,6 +293,6 @@ class VideoInstructDataset(torch.utils.data.Dataset):
             item["requested_index"], item["index"] = index, current
             item["data_errors"] = local.to_dict()
             return item
-        raise DataQualityError(f"dataset {self.source}: {self.max_retries + 1} consecutive samples failed from index {index}; {self.stats.summary()}")
+        raise DataQualityError(f"dataset {self.source}: {self.max_retries + 1} consecutive samples failed from index {index}; {self.stats.summary()}; {AUDIT_HINT}")
 
 
