@@ -153,6 +153,20 @@ class TimeChat(nn.Module):
             if not p.requires_grad:
                 p.data = p.data.to(dtype)
 
+    # -- one-directory checkpoints (timechat.models.pretrained) ---------------------------------
+    def save_pretrained(self, directory: Any, **kwargs: Any) -> Any:
+        """Write this model as one directory; see `timechat.models.pretrained.save_pretrained`."""
+        from timechat.models.pretrained import save_pretrained
+
+        return save_pretrained(self, directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, directory: Any, **kwargs: Any) -> "TimeChat":
+        """Load a directory written by `save_pretrained`; see `timechat.models.pretrained.from_pretrained`."""
+        from timechat.models.pretrained import from_pretrained
+
+        return from_pretrained(directory, **kwargs)
+
     # -- visual path ----------------------------------------------------------------------------
     def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
         """ViT + ln_vision on frames (N, 3, H, W) -> (N, N_img, D_v). Frozen: no graph is built."""
