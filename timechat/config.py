@@ -8,7 +8,8 @@ A config file has these top-level groups:
 * `output_dir`: where a run writes (checkpoints, logs, resolved config, results).
 * `model`: `name` (a preset in `timechat.registry.MODELS`), `config` (overrides of
   `TimeChatConfig` fields), `files` (`ModelFiles`: original checkpoint files), `tokenizer`
-  (LLaMA tokenizer dir; default `files.llama`), `bert_tokenizer`.
+  (LLaMA tokenizer dir; default `files.llama`), `bert_tokenizer`, `pretrained` (a directory written
+  by `TimeChat.save_pretrained`, used instead of the preset and the original files).
 * `datasets`: name -> keyword arguments of a builder in `timechat.registry.DATASETS` (for the
   instruction datasets: `records`, `videos_root` and the `timechat.data.settings.DataSettings`
   fields such as `num_frames`; `ratio` is the dataset's share under `run.mixing: ratios`).
@@ -37,7 +38,7 @@ from timechat.io import atomic_write_text
 from timechat.validation import check_keys
 
 TOP_LEVEL_KEYS = {"paths", "output_dir", "model", "datasets", "dataset_defaults", "run", "eval"}
-MODEL_KEYS = {"name", "config", "files", "tokenizer", "bert_tokenizer"}
+MODEL_KEYS = {"name", "config", "files", "tokenizer", "bert_tokenizer", "pretrained"}
 
 
 @dataclass

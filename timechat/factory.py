@@ -6,6 +6,10 @@
       files: {root: ${paths.ckpt_root}, vit: ..., qformer: ..., llama: ..., ckpt: ...}
       tokenizer: null              # LLaMA tokenizer dir; default: files.llama
       bert_tokenizer: null         # BERT tokenizer dir; default: files.bert_tokenizer
+      pretrained: null             # a directory written by TimeChat.save_pretrained: replaces the
+                                   # preset, files.vit/qformer/llama and the tokenizer defaults;
+                                   # `config` still overrides its saved config, files.ckpt/ckpt_2
+                                   # still load on top
 
 Shared by training, evaluation, the benchmark and the tests, so a config means the same model
 everywhere.
@@ -81,29 +85,87 @@ def _merge_dataclass_dict(base: dict[str, Any], over: dict[str, Any], where: str
     return out
 
 
+def tokenizer_dirs(section: dict[str, Any], files: ModelFiles) -> tuple[str | None, str | None]:
+    """(LLaMA, BERT) tokenizer folders of a `model` section: explicit keys, then the pretrained
+    directory's copies, then `files.llama` / `files.bert_tokenizer`."""
+    llama_dir, bert_dir = resolve_tokenizer_dir(section.get("tokenizer")), resolve_tokenizer_dir(section.get("bert_tokenizer"))
+    if section.get("pretrained"):
+        from timechat.models.pretrained import tokenizer_dirs as saved_tokenizer_dirs
+
+        saved_llama, saved_bert = saved_tokenizer_dirs(pretrained_dir(section))
+        llama_dir, bert_dir = llama_dir or saved_llama, bert_dir or saved_bert
+    return llama_dir or files.resolve("llama"), bert_dir or files.resolve("bert_tokenizer")
+
+
 def load_tokenizers(section: dict[str, Any], files: ModelFiles) -> Tokenizers:
     from timechat.data.tokenization import LlamaTokenizer, load_bert_tokenizer
 
-    llama_dir = resolve_tokenizer_dir(section.get("tokenizer")) or files.resolve("llama")
+    llama_dir, bert_dir = tokenizer_dirs(section, files)
     if not llama_dir:
-        raise ValueError("no LLaMA tokenizer: set model.tokenizer or model.files.llama")
+        raise ValueError("no LLaMA tokenizer: set model.tokenizer or model.files.llama (or save one into model.pretrained)")
     llama = LlamaTokenizer.from_pretrained(llama_dir)
-    bert_dir = resolve_tokenizer_dir(section.get("bert_tokenizer")) or files.resolve("bert_tokenizer")
     bert = load_bert_tokenizer(bert_dir) if bert_dir else None
     return Tokenizers(llama, bert)
 
 
+def pretrained_dir(section: dict[str, Any]) -> Path:
+    """The `model.pretrained` directory (checked to exist)."""
+    path = Path(str(section["pretrained"])).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"model.pretrained: directory not found: {path}")
+    return path
+
+
+PRETRAINED_EXCLUSIVE_FILES = ("vit", "qformer", "llama")
+"""`model.files` entries a pretrained directory replaces (ckpt / ckpt_2 still load on top)."""
+
+
+def _build_from_pretrained(section: dict[str, Any], files: ModelFiles, device: torch.device | str | None
+                           ) -> tuple[TimeChat, list[LoadReport]]:
+    from timechat.models.builders import load_ckpt_files
+    from timechat.models.pretrained import from_pretrained, read_directory_config
+
+    directory = pretrained_dir(section)
+    clash = [k for k in PRETRAINED_EXCLUSIVE_FILES if files.resolve(k)]
+    if clash:
+        raise ValueError(f"model.pretrained is set ({directory}): model.files.{clash[0]} would load a second copy "
+                         "of weights the directory holds; remove it (files.ckpt / files.ckpt_2 may stay)")
+    saved = read_directory_config(directory)["config"]
+    overrides = copy.deepcopy(dict(section.get("config") or {}))
+    cfg = TimeChatConfig(**_merge_dataclass_dict(saved, overrides, "model.config"))
+    model = from_pretrained(directory, cfg=cfg)
+    reports = [LoadReport(str(directory), "pretrained_dir", loaded=sorted(model.state_dict()),
+                          notes=["TimeChat.from_pretrained"])]
+    reports += load_ckpt_files(model, files)
+    if device is not None:
+        model.to(device)
+    return model, reports
+
+
 def build_model_and_tokenizers(
-    section: dict[str, Any], device: torch.device | str | None = None
+    section: dict[str, Any], device: torch.device | str | None = None, allow_pickle: bool = True,
 ) -> tuple[TimeChat, Tokenizers, list[LoadReport]]:
-    """Model (loaded as configured) and tokenizers from a resolved `model` section."""
-    cfg = model_config_from(section)
+    """Model (loaded as configured) and tokenizers from a resolved `model` section.
+
+    With `pretrained` set, the model comes from that directory (`TimeChat.from_pretrained`), its
+    saved config overridden by `config`; otherwise from the preset `name` and the original `files`.
+    `allow_pickle=False` reads every original `.pth` with `weights_only` only.
+    """
     files = ModelFiles.from_dict(section.get("files"))
     tokenizers = load_tokenizers(section, files)
+    if section.get("pretrained"):
+        model, reports = _build_from_pretrained(section, files, device)
+        _check_image_token(tokenizers, model.cfg)
+        return model, tokenizers, reports
+    cfg = model_config_from(section)
+    _check_image_token(tokenizers, cfg)
+    model, reports = build_timechat(cfg, files, device=device, allow_pickle=allow_pickle)
+    return model, tokenizers, reports
+
+
+def _check_image_token(tokenizers: Tokenizers, cfg: TimeChatConfig) -> None:
     if tokenizers.llama.image_token_id != cfg.image_token_id:
         raise ValueError(
             f"tokenizer's <ImageHere> id is {tokenizers.llama.image_token_id} but model.config.image_token_id is "
             f"{cfg.image_token_id}; they must agree"
         )
-    model, reports = build_timechat(cfg, files, device=device)
-    return model, tokenizers, reports

@@ -198,3 +198,19 @@ def test_bf16_round_trip_keeps_dtypes(tmp_path):
     for k, v in model.state_dict().items():
         got = loaded.state_dict()[k]
         assert got.dtype == v.dtype and torch.equal(got, v), k
+
+
+def test_tied_embeddings_are_stored_once_and_tied_again(tmp_path):
+    model = tiny_model(lora={"enabled": False}, freeze_llm=False, llm={"num_layers": 2, "tie_word_embeddings": True,
+                                                                      "hidden_size": 128, "num_heads": 4,
+                                                                      "num_kv_heads": 4, "intermediate_size": 256,
+                                                                      "vocab_size": 768, "max_position_embeddings": 1024})
+    assert model.base_llm.lm_head.weight is model.base_llm.model.embed_tokens.weight
+    out = model.save_pretrained(tmp_path / "ckpt")
+    assert "llama_model.lm_head.weight" not in read_safetensors(out / WEIGHTS_FILE)
+    loaded = TimeChat.from_pretrained(out).eval()
+    assert loaded.base_llm.lm_head.weight is loaded.base_llm.model.embed_tokens.weight
+    names = [n for n, _ in loaded.named_parameters()]
+    assert names == [n for n, _ in model.named_parameters()]
+    batch = tiny_batch(model)
+    assert torch.equal(logits_of(model, batch), logits_of(loaded, batch))

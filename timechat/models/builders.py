@@ -129,6 +129,7 @@ def build_timechat(
     cfg: TimeChatConfig,
     files: ModelFiles | None = None,
     device: torch.device | str | None = None,
+    allow_pickle: bool = True,
 ) -> tuple[TimeChat, list[LoadReport]]:
     """Build TimeChat and load the original files in the original's order.
 
@@ -136,6 +137,7 @@ def build_timechat(
         cfg: architecture and behaviour.
         files: checkpoint files; None builds random weights (tests, training from scratch).
         device: where to put the model (None: CPU).
+        allow_pickle: False reads every `.pth` with `weights_only` only (see `read_checkpoint`).
     Returns:
         (model, load reports in load order).
     Raises:
@@ -150,27 +152,36 @@ def build_timechat(
         reports.append(LoadReport(files.resolve("llama") or "", "llama_hf_dir", notes=["HF from_pretrained"]))
     vit = files.resolve("vit")
     if vit:
-        reports.append(load_original_file(model, vit, "eva_vit", required_groups=["vit"]))
+        reports.append(load_original_file(model, vit, "eva_vit", required_groups=["vit"], allow_pickle=allow_pickle))
     qformer = files.resolve("qformer")
     if qformer:
-        reports.append(load_original_file(model, qformer, "instructblip", required_groups=["ln_vision", "frame_qformer"]))
-    ckpt = files.resolve("ckpt")
-    if ckpt:
-        # Both the Video-LLaMA init and a TimeChat checkpoint carry the whole video branch; the
-        # Q-Former and LoRA are optional but must be complete when present.
-        complete = ["frame_qformer", "lora"] if cfg.lora.enabled else ["frame_qformer"]
-        reports.append(load_original_file(model, ckpt, "ckpt", required_groups=["video_branch", "llama_proj"],
-                                          complete_groups=complete))
-    ckpt_2 = files.resolve("ckpt_2")
-    if ckpt_2:
-        reports.append(load_original_file(model, ckpt_2, "ckpt_2",
-                                          complete_groups=["frame_qformer", "video_branch", "llama_proj", "lora"]))
+        reports.append(load_original_file(model, qformer, "instructblip", required_groups=["ln_vision", "frame_qformer"],
+                                          allow_pickle=allow_pickle))
+    reports += load_ckpt_files(model, files, allow_pickle=allow_pickle)
     dtype = DTYPES[cfg.dtype]
     if dtype != torch.float32:
         model.cast_frozen(dtype)
     if device is not None:
         model.to(device)
     return model, reports
+
+
+def load_ckpt_files(model: TimeChat, files: ModelFiles, allow_pickle: bool = True) -> list[LoadReport]:
+    """Load `files.ckpt` then `files.ckpt_2` over the model (the last two steps of the original's order)."""
+    reports = []
+    ckpt = files.resolve("ckpt")
+    if ckpt:
+        # Both the Video-LLaMA init and a TimeChat checkpoint carry the whole video branch; the
+        # Q-Former and LoRA are optional but must be complete when present.
+        complete = ["frame_qformer", "lora"] if model.cfg.lora.enabled else ["frame_qformer"]
+        reports.append(load_original_file(model, ckpt, "ckpt", required_groups=["video_branch", "llama_proj"],
+                                          complete_groups=complete, allow_pickle=allow_pickle))
+    ckpt_2 = files.resolve("ckpt_2")
+    if ckpt_2:
+        reports.append(load_original_file(model, ckpt_2, "ckpt_2",
+                                          complete_groups=["frame_qformer", "video_branch", "llama_proj", "lora"],
+                                          allow_pickle=allow_pickle))
+    return reports
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:

@@ -152,17 +152,34 @@ def native_to_original(key: str) -> str | None:
 
 
 # -- file reading ---------------------------------------------------------------------------------
-def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a `.pth` file and unwrap `{"model": ...}`. Raises FileNotFoundError naming the path."""
+def read_checkpoint(path: str | os.PathLike, allow_pickle: bool = True) -> dict[str, torch.Tensor]:
+    """Read a `.pth` file and unwrap `{"model": ...}`. Raises FileNotFoundError naming the path.
+
+    Args:
+        allow_pickle: fall back to a full unpickling load for files that also pickle other objects
+            (the original's training checkpoints). False (the converter): `weights_only` only, and any
+            failure is a `ValueError` naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if not allow_pickle:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... here
+            raise ValueError(f"{path}: torch.load(weights_only=True) failed ({type(exc).__name__}: {exc}); "
+                             "the file holds more than tensors or is damaged") from exc
+        return _unwrap_state_dict(obj, path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # Training checkpoints of the original also pickle an OmegaConf config object.
         logger.warning("%s holds non-tensor objects; loading it with weights_only=False (trusted file)", path)
         obj = torch.load(path, map_location="cpu", weights_only=False)
+    return _unwrap_state_dict(obj, path)
+
+
+def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict):
@@ -234,6 +251,7 @@ def load_original_file(
     kind: str,
     required_groups: Iterable[str] = (),
     complete_groups: Iterable[str] = (),
+    allow_pickle: bool = True,
 ) -> LoadReport:
     """Load one original checkpoint file into `model` (a `TimeChat`).
 
@@ -242,12 +260,13 @@ def load_original_file(
         kind: 'eva_vit' for the bare ViT file, anything else for TimeChat-level keys.
         required_groups: groups (see `GROUPS`) every key of which must come from this file.
         complete_groups: groups that may be absent, but if any key of one is present, all must be.
+        allow_pickle: see `read_checkpoint`.
     Returns:
         the `LoadReport`.
     Raises:
         CheckpointKeyError: a required key is missing or a shape differs; names the key and file.
     """
-    raw = read_checkpoint(path)
+    raw = read_checkpoint(path, allow_pickle=allow_pickle)
     if kind == "eva_vit":
         raw = {f"visual_encoder.{k}": v for k, v in raw.items()}
     raw = _merge_qkv_bias(raw, "visual_encoder.")

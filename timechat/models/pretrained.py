@@ -293,7 +293,15 @@ def split_state(model: TimeChat, merge_lora: bool = False) -> tuple[dict[str, to
         (adapter if where == "adapter" else weights)[name] = value
     if merge_lora:
         weights.update({LLM_PREFIX + k: v for k, v in _merged_llm_state(model).items()})
+    if _tied(model.base_llm):
+        # One tensor, stored once (as transformers does); `from_pretrained` ties it again.
+        weights.pop(LLM_PREFIX + "lm_head.weight", None)
     return weights, adapter
+
+
+def _tied(llm: nn.Module) -> bool:
+    out, inp = llm.get_output_embeddings(), llm.get_input_embeddings()
+    return out is not None and out.weight is inp.weight
 
 
 def _adapter_config(model: TimeChat):
@@ -406,8 +414,6 @@ def save_pretrained(
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()) and not overwrite:
         raise FileExistsError(f"{directory} exists and is not empty (pass overwrite=True to replace it)")
-    if model.cfg.llm.tie_word_embeddings:
-        raise NotImplementedError("save_pretrained: tied LLM embeddings are not supported")
     lora_on = model.cfg.lora.enabled
     merge = merge_lora and lora_on
     tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
@@ -423,7 +429,9 @@ def save_pretrained(
         lora_text = f"merged into the LLaMA weights (r={cfg.lora.r}, alpha={cfg.lora.alpha})"
     elif lora_on:
         lora_text = f"PEFT adapter in `{ADAPTER_DIR}/` (r={cfg.lora.r}, alpha={cfg.lora.alpha})"
-    written = write_weights(weights, tmp, max_shard_size)
+    meta = any(t.is_meta for t in weights.values())
+    extra = {"adapter_shapes": {k: list(v.shape) for k, v in adapter.items()}} if meta and adapter else None
+    written = write_weights(weights, tmp, max_shard_size, extra_metadata=extra)
     if adapter:
         adapter_dir = tmp / ADAPTER_DIR
         adapter_dir.mkdir()
@@ -560,13 +568,25 @@ def from_pretrained(
                 raise PretrainedKeyError(f"{adapter_path}: unexpected weight {name!r}")
             state[native], sources[native] = tensor, str(adapter_path)
     model_file = directory / (INDEX_FILE if (directory / INDEX_FILE).is_file() else WEIGHTS_FILE)
+    tied = bool(llm_config.get("tie_word_embeddings"))
+    if tied:
+        head, embed = stored_name_to_native(to_native, "lm_head.weight"), stored_name_to_native(to_native, "model.embed_tokens.weight")
+        if head not in state and embed in state:
+            state[head], sources[head] = state[embed], sources[embed]
     _assign(model, state, sources, {"model": str(model_file),
                                     "adapter": str(directory / (adapter_name or ADAPTER_DIR) / ADAPTER_WEIGHTS)})
+    if tied:
+        model.base_llm.tie_weights()  # one Parameter again, not two sharing storage
     model.cast_frozen(DTYPES[cfg.dtype])
     model.apply_freezing()
     if device is not None:
         model.to(device)
     return model
+
+
+def stored_name_to_native(to_native: dict[tuple[str, str], str], llm_key: str) -> str:
+    """Model key of the LLM weight `llm_key` (plain transformers name)."""
+    return to_native[("model", LLM_PREFIX + llm_key)]
 
 
 def _check_adapter_config(path: Path, cfg: TimeChatConfig) -> None:
@@ -590,5 +610,100 @@ def load_base_llm(directory: str | os.PathLike):
     state = {}
     for _, tensors in read_weights(directory):
         state.update({k[len(LLM_PREFIX):]: v for k, v in tensors.items() if k.startswith(LLM_PREFIX)})
+    if llm.config.tie_word_embeddings:
+        state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
     llm.load_state_dict(state, strict=True, assign=True)
+    if llm.config.tie_word_embeddings:
+        llm.tie_weights()
     return llm.eval()
+
+
+# -- conversions (scripts/convert_checkpoint.py) --------------------------------------------------
+def convert_original(
+    section: Mapping[str, Any],
+    out: str | os.PathLike,
+    *,
+    meta: bool = False,
+    **save_kwargs: Any,
+) -> Path:
+    """The original files of a config's `model` section (preset, `config`, `files`) -> one directory.
+
+    Every `.pth` is read with `torch.load(weights_only=True)` only; a file that needs more fails
+    with its name. With `meta`, the model is built on the meta device without reading any file and
+    only config.json, the index (every key with its shape) and adapter_config.json are written:
+    a check of the layout of a 7B conversion without its 14 GB of weights.
+    """
+    from timechat.factory import build_model_and_tokenizers, model_config_from, tokenizer_dirs
+    from timechat.models.builders import ModelFiles, build_timechat
+
+    section = dict(section)
+    if section.get("pretrained"):
+        raise ValueError("convert_original: the model section already names a pretrained directory")
+    files = ModelFiles.from_dict(section.get("files"))
+    provenance: dict[str, Any] = {"converted_with": "scripts/convert_checkpoint.py from-config"}
+    if meta:
+        with torch.device("meta"):
+            model, _ = build_timechat(model_config_from(section))
+        provenance["source"] = f"architecture only (meta device), preset {section.get('name', 'timechat_7b')}"
+        save_kwargs.setdefault("max_shard_size", DEFAULT_MAX_SHARD_SIZE)
+        return save_pretrained(model, out, provenance=provenance, **save_kwargs)
+    model, _, reports = build_model_and_tokenizers(section, allow_pickle=False)
+    llama_dir, bert_dir = tokenizer_dirs(section, files)
+    provenance["source"] = "the original TimeChat checkpoint files"
+    provenance.update({f"files.{name}": files.resolve(name) for name in ("vit", "qformer", "llama", "ckpt", "ckpt_2")
+                       if files.resolve(name)})
+    provenance["load_reports"] = [r.summary() for r in reports]
+    return save_pretrained(model, out, llama_tokenizer=llama_dir, bert_tokenizer=bert_dir, provenance=provenance,
+                           **save_kwargs)
+
+
+def convert_step_folder(step_dir: str | os.PathLike, out: str | os.PathLike, **save_kwargs: Any) -> Path:
+    """A training step folder (`output_dir/checkpoints/step_N`) -> one directory.
+
+    The base model is built from the `model` section of the folder's saved config.yaml (its frozen
+    base weights come from the files named there), then the folder's trainable weights are loaded.
+    """
+    from omegaconf import OmegaConf
+
+    from timechat.checkpoint import TRAINABLE_FILE, load_trainable_weights
+    from timechat.factory import build_model_and_tokenizers, tokenizer_dirs
+    from timechat.models.builders import ModelFiles
+
+    step_dir = Path(step_dir)
+    cfg_file = step_dir / "config.yaml"
+    if not cfg_file.is_file() or not (step_dir / TRAINABLE_FILE).is_file():
+        raise FileNotFoundError(f"{step_dir} is not a training step folder (needs config.yaml and {TRAINABLE_FILE})")
+    section = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True).get("model")
+    if not section:
+        raise KeyError(f"{cfg_file} has no `model` section")
+    model, _, reports = build_model_and_tokenizers(section, allow_pickle=False)
+    names = load_trainable_weights(step_dir, model, match="subset")
+    llama_dir, bert_dir = tokenizer_dirs(section, ModelFiles.from_dict(section.get("files")))
+    provenance = {"source": f"training step folder {step_dir.resolve()}", "trainable_tensors": len(names),
+                  "base": [r.summary() for r in reports], "converted_with": "scripts/convert_checkpoint.py from-step"}
+    return save_pretrained(model, out, llama_tokenizer=llama_dir, bert_tokenizer=bert_dir, provenance=provenance,
+                           **save_kwargs)
+
+
+def export_original(directory: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """A directory -> the original `timechat_7b.pth` layout (`{"model": ...}`, the trained set).
+
+    The trained set is what the original's train configs train: frame Q-Former + query tokens,
+    video branch, `llama_proj` and LoRA. A directory with merged LoRA cannot go back (its LLaMA
+    weights are no longer the base model's).
+    """
+    from timechat.models.checkpoint import export_original_state_dict
+
+    saved = read_directory_config(directory)
+    if saved.get("lora", {}).get("storage") == "merged":
+        raise ValueError(f"{directory}: LoRA is merged into the LLaMA weights; the original layout needs the "
+                         "separate LoRA matrices (convert again without --merge-lora)")
+    cfg = TimeChatConfig(**saved["config"])
+    cfg.freeze_qformer = cfg.freeze_video_qformer = cfg.freeze_llama_proj = False
+    cfg.freeze_lora = False
+    cfg.freeze_vit = cfg.freeze_llm = True
+    model = from_pretrained(directory, cfg=cfg)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": export_original_state_dict(model)}, out)
+    return out
