@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Compare this implementation with golden outputs of the original TimeChat.
 
-    python scripts/check_reference_parity.py FIXTURE_DIR [--json OUT.json]
+    python scripts/check_reference_parity.py FIXTURE_DIR [--json OUT.json] [--via-pretrained]
 
 The fixture's kind is recognised from its files:
 * `reference_model` (manifest.json with a `model` block and `tensors`): every model stage (ViT,
@@ -12,7 +12,9 @@ The fixture's kind is recognised from its files:
   one row per case (DVC needs Java);
 * `reference_benchmarks` (manifest.json with `benchmarks`): recognised but not supported yet; the
   tool says so and exits 2.
-One row per compared quantity; exit status 0 only if every row is within tolerance, 1 if any row
+`--via-pretrained` (reference_model only): the fixture's original files are first converted into a
+temporary one-directory checkpoint (scripts/convert_checkpoint.py's converter), and every stage is
+compared on the model loaded from that directory. One row per compared quantity; exit status 0 only if every row is within tolerance, 1 if any row
 failed, 2 if the folder could not be checked at all.
 """
 
@@ -57,15 +59,22 @@ def fixture_kind(fixture_dir: Path) -> str:
     raise FileNotFoundError(f"neither {manifest_path} nor {expected_path} found")
 
 
-def run(fixture_dir: Path) -> list[ParityRow]:
+def run(fixture_dir: Path, via_pretrained: bool = False) -> list[ParityRow]:
     kind = fixture_kind(fixture_dir)
     if kind not in SUPPORTED:
         raise NotImplementedError(f"{fixture_dir} is a {kind} fixture; this tool does not check that kind yet "
                                   f"(supported: {', '.join(SUPPORTED)})")
+    if via_pretrained and kind != "reference_model":
+        raise ValueError(f"--via-pretrained needs a reference_model fixture; {fixture_dir} is {kind}")
     if kind == "reference_model":
+        import tempfile
+
         from timechat.reference.data import check_model_fixture_data
         from timechat.reference.model import check_reference_model
 
+        if via_pretrained:
+            with tempfile.TemporaryDirectory(prefix="timechat_pretrained_") as scratch:
+                return check_model_fixture_data(fixture_dir) + check_reference_model(fixture_dir, via_pretrained=scratch)
         return check_model_fixture_data(fixture_dir) + check_reference_model(fixture_dir)
     if kind == "reference_data":
         from timechat.reference.data import check_reference_data
@@ -80,10 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("fixture_dir", type=Path)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--via-pretrained", action="store_true",
+                        help="reference_model: load the model through a converted one-directory checkpoint")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     try:
-        rows = run(args.fixture_dir)
+        rows = run(args.fixture_dir, via_pretrained=args.via_pretrained)
     except (FileNotFoundError, ValueError, KeyError, NotImplementedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

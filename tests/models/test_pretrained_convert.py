@@ -208,3 +208,18 @@ def test_evaluate_from_a_directory_gives_the_same_answers(tmp_path):
     b = json.loads((tmp_path / "b" / "results.json").read_text())
     assert [e["answer"] for e in a] == [e["answer"] for e in b] and len(a) == 2
     assert first["metrics"] == second["metrics"]
+
+
+def test_parity_tool_via_pretrained(reference_model_dir, reference_model_parity, tmp_path):
+    """Every stage of the normal run, within the same tolerances, on the model loaded from a directory."""
+    from timechat.reference.compare import ParityRow
+
+    rows_file = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "check_reference_parity.py"), str(reference_model_dir),
+                           "--via-pretrained", "--json", str(rows_file)], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [ParityRow(**r) for r in json.loads(rows_file.read_text())]
+    assert [r.name for r in rows] == [r.name for r in reference_model_parity.rows]
+    assert all(r.ok for r in rows) and f"{len(rows)} passed, 0 failed" in proc.stdout
+    assert "via train_init/" in next(r.note for r in rows if r.name == "init/frame_pos_interpolated_from_VL")
+    assert not (reference_model_dir / "eval").exists()  # the directories went to a temporary folder

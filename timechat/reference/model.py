@@ -198,9 +198,32 @@ def _encode_rows(stages: dict[str, list[Any]], images: Any, golden: dict[str, to
     return rows
 
 
+def _build(cfg: TimeChatConfig, files: ModelFiles, via_pretrained: Path | None, name: str) -> tuple[TimeChat, list[str]]:
+    """The model from the original files, or (`via_pretrained`) converted into a directory there by
+    the checkpoint converter and loaded back with `TimeChat.from_pretrained`. Returns (model, load notes)."""
+    if via_pretrained is None:
+        model, reports = build_timechat(cfg, files)
+        return model, [n for r in reports for n in r.notes]
+    from timechat.models.pretrained import convert_original, read_directory_config
+
+    section = {"name": "timechat_7b", "config": cfg.to_dict(),
+               "files": {k: v for k, v in vars(files).items() if v is not None}}
+    directory = convert_original(section, via_pretrained / name, overwrite=True)
+    summaries = read_directory_config(directory)["provenance"].get("load_reports", [])
+    notes = [part.strip() for s in summaries for part in s.split(";")[1:]]
+    return TimeChat.from_pretrained(directory), notes + [f"via {directory.name}/"]
+
+
 @torch.no_grad()
-def check_reference_model(fixture_dir: str | Path) -> list[ParityRow]:
-    """Compare every stage of the model against a `reference_model`-layout fixture."""
+def check_reference_model(fixture_dir: str | Path, via_pretrained: str | Path | None = None) -> list[ParityRow]:
+    """Compare every stage of the model against a `reference_model`-layout fixture.
+
+    Args:
+        fixture_dir: the fixture.
+        via_pretrained: a scratch folder: each model is first converted from the original files into
+            a pretrained directory there and loaded from it (the one-directory checkpoint path).
+    """
+    via = Path(via_pretrained) if via_pretrained is not None else None
     root = Path(fixture_dir)
     manifest = json.loads((root / "manifest.json").read_text())
     ref = manifest.get("reference_model_config", {})
@@ -210,7 +233,7 @@ def check_reference_model(fixture_dir: str | Path) -> list[ParityRow]:
     torch.manual_seed(0)
 
     cfg = config_from_manifest(manifest["model"], eval_cfg)
-    model, _ = build_timechat(cfg, _files(eval_cfg, root))
+    model, _ = _build(cfg, _files(eval_cfg, root), via, "eval")
     model.eval()
     if eval_cfg.get("lora_alpha") is not None and cfg.lora.enabled:
         model.set_lora_alpha(float(eval_cfg["lora_alpha"]))
@@ -230,7 +253,8 @@ def check_reference_model(fixture_dir: str | Path) -> list[ParityRow]:
         rows.append(compare_close("train/logits", out["logits"], train["logits"], **tols["logits"]))
         rows.append(compare_close("train/loss", out["loss"], train["loss"], **tols["loss"]))
 
-        rows += _end_to_end_rows(model, root, manifest, eval_cfg, train, tols)
+        tokenizer_dir = via / "eval" if via is not None else root / eval_cfg.get("llama_model", "checkpoints/llama-2-7b-chat-hf")
+        rows += _end_to_end_rows(model, root, manifest, tokenizer_dir, train, tols)
 
     # -- inference path -----------------------------------------------------------------------
     inf_path = root / "golden" / "inference.safetensors"
@@ -245,10 +269,10 @@ def check_reference_model(fixture_dir: str | Path) -> list[ParityRow]:
         frames = load_file(str(frames_path))
         if "frame_pos_interpolated_from_VL" in frames:
             cfg2 = config_from_manifest(manifest["model"], init_cfg)
-            model2, reports = build_timechat(cfg2, _files(init_cfg, root))
+            model2, notes = _build(cfg2, _files(init_cfg, root), via, "train_init")
             rows.append(compare_close("init/frame_pos_interpolated_from_VL", model2.frame_position_embedding.weight,
                                       frames["frame_pos_interpolated_from_VL"], **tols["float32"],
-                                      note="; ".join(n for r in reports for n in r.notes) or ""))
+                                      note="; ".join(notes)))
     return rows
 
 
@@ -328,7 +352,7 @@ def _compare_generated(got: torch.Tensor, want: torch.Tensor, scores: list[torch
     return rows
 
 
-def _end_to_end_rows(model, root: Path, manifest: dict[str, Any], eval_cfg: dict[str, Any],
+def _end_to_end_rows(model, root: Path, manifest: dict[str, Any], tokenizer_dir: Path,
                      train: dict[str, torch.Tensor], tols: dict[str, dict[str, float]]) -> list[ParityRow]:
     """From `inputs/video.mp4` + `inputs/instruct_sample.json` through this project's own data
     pipeline (decode, uniform sampling, eval transform, prompt, labels, LLaMA-tokenized timestamps,
@@ -341,7 +365,7 @@ def _end_to_end_rows(model, root: Path, manifest: dict[str, Any], eval_cfg: dict
     if not sample_path.exists() or "loss" not in train:
         return []
     m = manifest["model"]
-    tokenizer = LlamaTokenizer.from_pretrained(root / eval_cfg.get("llama_model", "checkpoints/llama-2-7b-chat-hf"))
+    tokenizer = LlamaTokenizer.from_pretrained(tokenizer_dir)
     items = []
     for i, record in enumerate(load_json_records(sample_path)):
         items.append(build_train_item(
