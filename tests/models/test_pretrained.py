@@ -214,3 +214,18 @@ def test_tied_embeddings_are_stored_once_and_tied_again(tmp_path):
     assert names == [n for n, _ in model.named_parameters()]
     batch = tiny_batch(model)
     assert torch.equal(logits_of(model, batch), logits_of(loaded, batch))
+
+
+@pytest.mark.slow
+def test_loading_holds_one_copy_of_the_weights(tmp_path):
+    """scripts/measure_load_memory.py: a 1.3 GB random model's load raises the peak RSS by <= 1.3x its weights."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "mem.json"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "measure_load_memory.py"
+    proc = subprocess.run([sys.executable, str(script), "--json", str(out)], capture_output=True, text=True, timeout=1200)
+    figures = json.loads(out.read_text())
+    assert figures["weights_mb"] >= 1000
+    assert figures["peak_increase_over_weights"] <= 1.3, figures
+    assert proc.returncode == 0, proc.stderr[-2000:]
