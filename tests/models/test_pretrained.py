@@ -229,3 +229,10 @@ def test_loading_holds_one_copy_of_the_weights(tmp_path):
     assert figures["weights_mb"] >= 1000
     assert figures["peak_increase_over_weights"] <= 1.3, figures
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_failed_save_leaves_nothing(tmp_path):
+    model = tiny_model()
+    with pytest.raises(FileNotFoundError, match="vocab.txt"):
+        model.save_pretrained(tmp_path / "ckpt", bert_tokenizer=tmp_path)  # no vocab.txt there
+    assert not list(tmp_path.iterdir())

@@ -420,7 +420,23 @@ def save_pretrained(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    try:
+        _write_directory(model, tmp, merge, max_shard_size, llama_tokenizer, bert_tokenizer, provenance)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written folder is left behind
+        raise
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+    logger.info("saved TimeChat to %s", directory)
+    return directory
 
+
+def _write_directory(model: TimeChat, tmp: Path, merge: bool, max_shard_size: int | str,
+                     llama_tokenizer: str | os.PathLike | None, bert_tokenizer: str | os.PathLike | None,
+                     provenance: Mapping[str, Any] | None) -> None:
+    """The files of `save_pretrained`, written into `tmp`."""
+    lora_on = model.cfg.lora.enabled
     weights, adapter = split_state(model, merge_lora=merge)
     cfg = copy.deepcopy(model.cfg)
     lora_text = "none"
@@ -458,11 +474,6 @@ def save_pretrained(
     (tmp / LLM_CONFIG_FILE).write_text(model.base_llm.config.to_json_string(use_diff=False))
     (tmp / GENERATION_CONFIG_FILE).write_text(json.dumps(generation_defaults(), indent=2))
     (tmp / "README.md").write_text(model_card(model.cfg, provenance, lora_text, written))
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(tmp, directory)
-    logger.info("saved TimeChat to %s (%s; LoRA %s)", directory, ", ".join(written), config["lora"]["storage"])
-    return directory
 
 
 # -- loading --------------------------------------------------------------------------------------
