@@ -335,3 +335,57 @@ def qa_fallback(benchmark: str, sample_id: Any, *, seed: int = 42) -> str:
 def answer_or_fallback(result: ParseResult, benchmark: str, sample_id: Any, *, seed: int = 42) -> str:
     """The parsed letter if ``result`` is ok, else :func:`qa_fallback` (count failures separately)."""
     return result.value if result.ok else qa_fallback(benchmark, sample_id, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------------
+# The QA benchmarks' original output conventions (benchmark/evaluate_*.py)
+# --------------------------------------------------------------------------------------------------
+
+#: ``eval.extra.fallback`` values: ``random`` (default, the original: a letter drawn from
+#: ``random.Random(seed)``, the k-th unanswerable sample of the run getting the k-th draw) or ``none``
+#: (corrected: no letter, scored wrong).
+QA_FALLBACK_MODES = ("random", "none")
+
+
+class SeededFallback:
+    """The original's ``random.choice(letters)`` after ``random.seed(seed)``, drawn in sample order.
+
+    Every ``main()`` of the original seeds Python's ``random`` with 42 and nothing else draws from it,
+    so the k-th fallback of a run gets the k-th draw. The draws are made when the merged answers are
+    scored (one process, sample order), so they do not depend on batching or sharding; each draw is
+    recorded (`draws`) for the report.
+
+    Args:
+        letters: the option letters (``ABCDE`` / ``ABCD``).
+        seed: the run's seed (``eval.seed``).
+        mode: one of :data:`QA_FALLBACK_MODES`.
+    """
+
+    def __init__(self, letters: str, seed: int = 42, mode: str = "random") -> None:
+        if mode not in QA_FALLBACK_MODES:
+            raise ValueError(f"eval.extra.fallback must be one of {QA_FALLBACK_MODES}, got {mode!r}")
+        self.letters, self.mode, self.seed = letters, mode, seed
+        self._rng = random.Random(seed)
+        self.draws: list[dict[str, Any]] = []
+
+    def draw(self, sample_id: Any) -> str | None:
+        """The fallback letter for ``sample_id`` (None in mode ``none``); recorded in `draws`."""
+        letter = self._rng.choice(list(self.letters)) if self.mode == "random" else None
+        self.draws.append({"id": str(sample_id), "letter": letter})
+        return letter
+
+    def report(self) -> dict[str, Any]:
+        return {"mode": self.mode, "seed": self.seed, "count": len(self.draws), "draws": self.draws}
+
+
+def original_json_text(obj: Any, indent: int | None = None) -> str:
+    """``json.dump(obj, f[, indent=...])`` as the original scripts wrote it (ASCII, no final newline)."""
+    return json.dumps(obj, indent=indent)
+
+
+def write_original_json(path: str | Path, obj: Any, indent: int | None = None) -> str:
+    """Write :func:`original_json_text` to ``path`` (parents created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(original_json_text(obj, indent), encoding="utf-8")
+    return str(path)
