@@ -15,11 +15,13 @@ decoded (both are counted and shown in the report; neither is dropped silently):
 * TVG: an empty prediction `{"timestamp": []}` - a miss that stays in the denominator;
 * DVC: no events for that video (scores 0 on every metric for it);
 * VHD: all-zero `pred_saliency_scores` over the video's clips, so the qid is still scored;
-* MVBench / EgoSchema / Video-MME: the seeded fallback letter of `common.qa_fallback`
-  (MVBench `A` as the original; EgoSchema / Video-MME a letter drawn from the seed and the sample
-  id, independent of sharding), counted as a fallback;
-* TempCompass: unparseable = wrong (rule-based accuracy; the official scorer is LLM-assisted),
-  captioning has no ground truth and is written as predictions only.
+* MVBench: an answer without ``(`` is judged as option A, as the original's ``check_ans`` (counted);
+  a sample whose video fails is skipped and not counted, as the original;
+* EgoSchema / Video-MME: the original's random letter, drawn in sample order from
+  ``random.Random(eval.seed)`` (`common.SeededFallback`; counted, recorded in ``fallbacks.json``);
+  ``eval.extra.fallback: none`` scores them wrong instead;
+* TempCompass: the original writes predictions only; our rule-based accuracy counts unparseable as
+  wrong, captioning has no ground truth.
 
 The input format each task reads (paths from the `eval` config section) is described in its module.
 """

@@ -54,19 +54,20 @@ def videomme_prompt(question: str, options: Sequence[str], wording: str = "origi
 
     ``Question: Select the best answer ... based on the egocentric video. Respond with only the
     letter (A, B, C, or D) of the correct option. \\nQuestion: {q}\\n Options: {o0}\\n{o1}\\n{o2}\\n{o3}
-    \\nThe best answer is:``; the options are inserted as given (they carry ``A. `` labels).
+    \\nThe best answer is:``; the options are inserted as given (they carry ``A. `` labels), one per
+    line (Video-MME always has four; another count is written the same way).
 
     Raises:
-        ValueError: if there are not four options, or for an unknown wording.
+        ValueError: without options, or for an unknown wording.
     """
-    if len(options) != 4:
-        raise ValueError(f"Video-MME questions have 4 options (A-D), got {len(options)}")
+    if not options:
+        raise ValueError("a Video-MME question needs options")
     if wording not in VIDEOMME_WORDINGS:
         raise ValueError(f"eval.extra.prompt_wording must be one of {sorted(VIDEOMME_WORDINGS)}, got {wording!r}")
     return (
         "Question: Select the best answer to the following multiple-choice question based on the "
         f"{VIDEOMME_WORDINGS[wording]}. Respond with only the letter (A, B, C, or D) of the correct option. \n"
-        f"Question: {question}\n Options: {options[0]}\n{options[1]}\n{options[2]}\n{options[3]}\nThe best answer is:"
+        f"Question: {question}\n Options: " + "\n".join(options) + "\nThe best answer is:"
     )
 
 
