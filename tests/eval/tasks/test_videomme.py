@@ -45,3 +45,8 @@ def test_videomme_task(tmp_path):
     assert out.counts["fallbacks"] == 2 and out.metrics["Overall without fallbacks"] == 100.0
     task.evaluate(entries, tmp_path / "again")
     assert (tmp_path / "again/video-mme.json").read_bytes() == (tmp_path / "video-mme.json").read_bytes()
+
+
+def test_unknown_extra_key_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown eval.extra key"):
+        VideoMMETask(EvalConfig(task="videomme", anno_path=str(tmp_path), extra={"fallbak": "none"}))

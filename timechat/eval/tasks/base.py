@@ -137,9 +137,17 @@ class EvalTask:
     """Shared plumbing; subclasses set `name` and implement `build_samples` / `evaluate`."""
 
     name = "task"
+    #: The ``eval.extra`` keys this task reads; when set, any other key is an error (a typo would
+    #: otherwise be ignored silently). None: not checked.
+    extra_keys: frozenset[str] | None = None
 
     def __init__(self, cfg: EvalConfig) -> None:
         self.cfg = cfg
+        if self.extra_keys is not None:
+            unknown = sorted(set(cfg.extra) - self.extra_keys)
+            if unknown:
+                raise ValueError(f"unknown eval.extra key(s) {unknown} for task {self.name!r}; "
+                                 f"known: {sorted(self.extra_keys)}")
 
     # -- paths ---------------------------------------------------------------------------------
     def _require(self, key: str) -> str:

@@ -100,6 +100,7 @@ class EgoSchemaTask(EvalTask):
     """EgoSchema as the original ``evaluate_egoschema.py`` computes it (see the module docstring)."""
 
     name = benchmark = "egoschema"
+    extra_keys = frozenset({"answers", "subset_only", "fallback", "preexisting_predictions"})
     timestamp_tokenizer = "bert"
 
     def _files(self) -> tuple[Path, Path | None]:

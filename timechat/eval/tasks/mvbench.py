@@ -225,6 +225,7 @@ class MVBenchTask(EvalTask):
     """MVBench as the original ``evaluate_mvbench.py`` computes it (see the module docstring)."""
 
     name = benchmark = "mvbench"
+    extra_keys = frozenset({"tasks", "avg"})
     timestamp_tokenizer = "llama"
 
     def data_list(self) -> dict[str, dict[str, Any]]:

@@ -213,6 +213,7 @@ class TempCompassTask(EvalTask):
     """TempCompass (the original's `evaluate_tempcompass.py`); rule-based accuracy where a gt answer is comparable."""
 
     name = benchmark = "tempcompass"
+    extra_keys = frozenset({"task_types", "preexisting_predictions"})
     timestamp_tokenizer = "bert"
 
     def preexisting(self, task_type: str) -> dict[str, Any]:

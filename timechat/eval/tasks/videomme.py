@@ -116,6 +116,7 @@ class VideoMMETask(EvalTask):
     """Video-MME without subtitles as the original ``evaluate_videomme.py`` (see the module docstring)."""
 
     name = benchmark = "videomme"
+    extra_keys = frozenset({"fallback", "prompt_wording"})
     timestamp_tokenizer = "bert"
 
     def build_samples(self) -> list[EvalSample]:
