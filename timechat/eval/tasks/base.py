@@ -36,7 +36,7 @@ from typing import Any, Sequence
 from timechat.config import EvalConfig
 from timechat.data.asr import asr_file_for_video, load_asr_text, with_asr_prefix
 from timechat.eval.inference import EvalSample
-from timechat.eval.tasks.common import ParseResult, answer_or_fallback
+from timechat.eval.tasks.common import ParseResult
 from timechat.io import atomic_write_json
 from timechat.stats import IssueStats
 
@@ -215,43 +215,3 @@ class EvalTask:
                 row["error"] = e["error"]
             rows.append(row)
         return write_json(out_dir / self.file_stem(), rows)
-
-
-class MultipleChoiceTask(EvalTask):
-    """A multiple-choice benchmark: letter parsing with a counted, seeded fallback."""
-
-    benchmark = ""
-    group_key = "task"
-
-    def parse(self, e: dict[str, Any]) -> ParseResult:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def evaluate(self, entries: Sequence[dict[str, Any]], out_dir: str | Path) -> TaskOutput:
-        out_dir = Path(out_dir)
-        stats = self.parse_stats()
-        rows = []
-        fallbacks = 0
-        for e in entries:
-            m = e["meta"]
-            if "error" in e:
-                res = ParseResult.failure("video could not be decoded")
-            else:
-                res = count_parse(stats, self.parse(e), e["answer"], e["id"])
-            letter = answer_or_fallback(res, self.benchmark, e["id"], seed=self.cfg.seed)
-            fallbacks += not res.ok
-            row = {"id": e["id"], self.group_key: m.get(self.group_key), "pred": letter, "parsed": res.ok,
-                   "answer": m.get("answer"), "output": e.get("answer"), "video": e["video"]}
-            if m.get("answer") is not None:
-                row["correct"] = letter == m["answer"]
-            rows.append(row)
-        files = {"predictions": write_json(out_dir / f"fmt_{self.benchmark}_predictions.json", rows)}
-        files.update(self.extra_files(rows, out_dir))
-        scored = [r for r in rows if "correct" in r]
-        metrics = accuracy(scored, self.group_key)
-        counts = {**sample_counts(entries), "parse_failures": stats.failures, "fallbacks": fallbacks,
-                  "scored": len(scored)}
-        return TaskOutput(metrics, {self.benchmark: stats}, counts, files,
-                          decode_failures(entries, self.cfg.max_examples))
-
-    def extra_files(self, rows: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:
-        return {}

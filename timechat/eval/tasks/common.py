@@ -10,8 +10,9 @@ Mirrors what the original's evaluation scripts (TIMECHAT_SPEC.md sections 5.1-5.
   (:func:`read_prompt_file`) and ``prompt.format(args.dataset, caption.strip('.'))``
   (:func:`format_task_prompt`, :func:`fill_query_prompt`);
 * the COCO caption annotation file of DVC, TVG and VHD (:func:`read_coco_annotations`);
-* the option letters of the multiple-choice benchmarks (``benchmark/evaluate_*.py``) and the
-  seeded replacement for an answer without one (:func:`qa_fallback`).
+* the option letters of the multiple-choice benchmarks (``benchmark/evaluate_*.py``), the original's
+  seeded random letter for an answer without one (:class:`SeededFallback`) and the original's JSON
+  file writing (:func:`write_original_json`).
 
 The per-task prompts, parsers and annotation readers live in the task modules beside this one.
 No parser raises on any input string.
@@ -298,43 +299,6 @@ def option_letter(index: int) -> str:
 def letter_in_range(letter: str, num_options: int | None) -> bool:
     """Whether ``letter`` names one of ``num_options`` options (any letter when None)."""
     return num_options is None or 0 <= ord(letter) - ord("A") < num_options
-
-
-#: Option letters a fallback may draw from, per benchmark.
-QA_FALLBACK_LETTERS = {"egoschema": "ABCDE", "videomme": "ABCD"}
-
-
-def qa_fallback(benchmark: str, sample_id: Any, *, seed: int = 42) -> str:
-    """Replacement answer for an unparseable QA answer, reproducible per sample.
-
-    * ``mvbench``: ``"A"``, as the original (it substituted ``(a)``).
-    * ``egoschema`` (A-E) / ``videomme`` (A-D): the original drew ``random.choice`` from the global,
-      unseeded-per-sample RNG, so its draws depended on the order of the run. Here the letter comes
-      from ``random.Random(f"{seed}:{benchmark}:{sample_id}")``, i.e. it depends only on the seed and
-      the sample, whatever the sharding or resume order.
-
-    Args:
-        benchmark: ``mvbench``, ``egoschema`` or ``videomme``.
-        sample_id: any stable per-question identifier (its ``str()`` is used).
-        seed: the run's seed.
-
-    Returns:
-        An option letter.
-
-    Raises:
-        ValueError: for a benchmark without a fallback rule (e.g. TempCompass, scored externally).
-    """
-    if benchmark == "mvbench":
-        return "A"
-    if benchmark in QA_FALLBACK_LETTERS:
-        rng = random.Random(f"{seed}:{benchmark}:{sample_id}")
-        return rng.choice(QA_FALLBACK_LETTERS[benchmark])
-    raise ValueError(f"no fallback rule for benchmark {benchmark!r}; expected mvbench, egoschema or videomme")
-
-
-def answer_or_fallback(result: ParseResult, benchmark: str, sample_id: Any, *, seed: int = 42) -> str:
-    """The parsed letter if ``result`` is ok, else :func:`qa_fallback` (count failures separately)."""
-    return result.value if result.ok else qa_fallback(benchmark, sample_id, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------------

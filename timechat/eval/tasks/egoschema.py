@@ -63,7 +63,7 @@ def parse_egoschema_answer(text: str) -> ParseResult:
     """EgoSchema: the first capital A-E character ANYWHERE in the answer.
 
     QUIRK kept (it defines the published 33.0): any capital counts, so "Based on the video, C" gives
-    ``B``. The original drew a random letter when none was found; see :func:`qa_fallback`.
+    ``B``. The original drew a random letter when none was found; see :class:`SeededFallback`.
 
     Returns:
         ``ParseResult`` with the letter, or ``None``.

@@ -147,7 +147,7 @@ def parse_mvbench_answer(text: str, num_options: int | None = None) -> ParseResu
 
     The original compared the content of the first parenthesised group (lower-cased) with the
     ground-truth letter, so ``(the man) ... (B)`` gives nothing usable and ``(b)`` counts as ``B``.
-    When nothing is found it answered ``(a)``; that is :func:`qa_fallback`'s job here.
+    When nothing is found it answered ``(a)`` (see :func:`mvbench_check_ans`, which scores).
 
     Args:
         text: the model's answer.
