@@ -10,11 +10,13 @@ The fixture's kind is recognised from its files:
 * `reference_data` (manifest.json with `samples` / `batches` / `inference` cases): the data pipeline;
 * `reference_metrics` (expected.json with `cases`, no manifest.json): the TVG / VHD / DVC metrics,
   one row per case (DVC needs Java);
-* `reference_benchmarks` (manifest.json with `benchmarks`): recognised but not supported yet; the
-  tool says so and exits 2.
+* `reference_benchmarks` (manifest.json with `benchmarks`): the QA benchmarks (MVBench, TempCompass,
+  EgoSchema, Video-MME): sampling, frames, timestamp ids, prompts, contexts, answer handling, scores
+  and the output files byte for byte (`timechat.reference.benchmarks`).
 `--via-pretrained` (reference_model only): the fixture's original files are first converted into a
 temporary one-directory checkpoint (scripts/convert_checkpoint.py's converter), and every stage is
-compared on the model loaded from that directory. One row per compared quantity; exit status 0 only if every row is within tolerance, 1 if any row
+compared on the model loaded from that directory.
+One row per compared quantity; exit status 0 only if every row is within tolerance, 1 if any row
 failed, 2 if the folder could not be checked at all.
 """
 
@@ -35,7 +37,7 @@ import torch  # noqa: E402
 from timechat.reference.compare import ParityRow, format_rows  # noqa: E402
 
 
-SUPPORTED = ("reference_model", "reference_data", "reference_metrics")
+SUPPORTED = ("reference_model", "reference_data", "reference_metrics", "reference_benchmarks")
 
 
 def fixture_kind(fixture_dir: Path) -> str:
@@ -80,6 +82,10 @@ def run(fixture_dir: Path, via_pretrained: bool = False) -> list[ParityRow]:
         from timechat.reference.data import check_reference_data
 
         return check_reference_data(fixture_dir)
+    if kind == "reference_benchmarks":
+        from timechat.reference.benchmarks import check_reference_benchmarks
+
+        return check_reference_benchmarks(fixture_dir)
     from timechat.reference.metrics import check_reference_metrics
 
     return check_reference_metrics(fixture_dir)

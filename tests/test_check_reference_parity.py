@@ -44,13 +44,14 @@ def test_fixture_kind_from_the_folder_files(tool, tmp_path):
         tool.fixture_kind(tmp_path)
 
 
-def test_benchmarks_kind_is_refused_not_passed(parity_tool, tmp_path):
+def test_benchmarks_kind_without_tokenizers_cannot_be_checked(parity_tool, tmp_path):
+    """The kind is checked now (tests/test_reference_benchmarks.py); a manifest it cannot read is exit 2."""
     fixture = tmp_path / "reference_benchmarks"
     fixture.mkdir()
     (fixture / "manifest.json").write_text(json.dumps({"benchmarks": {}}))
     run = parity_tool(fixture, tmp_path)
     assert run.returncode == 2 and run.rows == [] and "passed" not in run.stdout
-    assert "reference_benchmarks" in run.stderr and "not check that kind yet" in run.stderr
+    assert "tokenizers" in run.stderr
 
 
 def test_metrics_kind_rows_and_exit_code(parity_tool, reference_metrics_dir, tmp_path):

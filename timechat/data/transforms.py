@@ -140,3 +140,30 @@ def train_transform(
     x = resized_crop(x, box, size)
     x = wrap_to_uint8(x).float() / 255.0
     return normalize(x, mean, std)
+
+
+def pil_short_side_center_crop(image: "PIL.Image.Image", size: int = 224) -> "np.ndarray":  # noqa: F821
+    """MVBench's frame transform (torchvision ``Resize(size, BICUBIC)`` + ``CenterCrop(size)`` on PIL).
+
+    The shorter side becomes ``size`` and the longer ``int(size * long / short)`` (Pillow bicubic;
+    no resize when the shorter side already is ``size``); the crop offsets are
+    ``int(round((dim - size) / 2))`` with Python's half-even round (329 → top 52).
+
+    Returns:
+        (size, size, 3) uint8 RGB.
+    """
+    import numpy as np
+    from PIL import Image
+
+    w, h = image.size
+    short, long = (w, h) if w <= h else (h, w)
+    if short != size:
+        new_long = int(size * long / short)
+        new_w, new_h = (size, new_long) if w <= h else (new_long, size)
+        image = image.resize((new_w, new_h), Image.BICUBIC)
+    w, h = image.size
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    out = np.asarray(image.crop((left, top, left + size, top + size)))
+    if out.ndim != 3 or out.shape[2] != 3:
+        raise ValueError(f"expected an RGB frame, got array shape {out.shape} (mode {image.mode})")
+    return out

@@ -329,3 +329,101 @@ def pyav_read_frames(path: str | Path, indices: Sequence[int], height: int = -1,
         raise VideoDecodeError(path, "index", f"PyAV decoded {k} frames, wanted index {missing[0]}")
     return np.stack([got[int(i)] for i in indices])
 
+
+
+# --------------------------------------------------------------------------- MVBench loader
+# The original's ``benchmark/evaluate_mvbench.py`` reads its videos its own way (not `load_video`):
+# segment midpoints within the annotated bounds, full-resolution frames, then a PIL resize + crop
+# (`timechat.data.transforms.pil_short_side_center_crop`), and numpy-rounded timestamps.
+MVBENCH_FRAME_FPS = 3
+"""Frame rate the original assumes for a folder of JPEG frames (``data_type: frame``)."""
+MVBENCH_UNBOUNDED = (-100000, 100000)
+"""The (start, end) seconds the original uses when a task has no bounds."""
+
+
+def mvbench_segment_indices(bound: Sequence[float] | None, fps: float, max_frame: int, num_segments: int,
+                            first_idx: int = 0) -> list[int]:
+    """The original MVBench ``get_index``: the midpoint of each of ``num_segments`` equal segments.
+
+    ``start_idx = max(first_idx, round(start * fps))``, ``end_idx = min(round(end * fps), max_frame)``
+    (Python's half-even round), ``seg = (end_idx - start_idx) / num_segments``, index k =
+    ``int(start_idx + seg / 2 + np.round(seg * k))`` (numpy half-even). Short clips repeat indices.
+    """
+    start, end = bound if bound else MVBENCH_UNBOUNDED
+    start_idx = max(first_idx, round(start * fps))
+    end_idx = min(round(end * fps), max_frame)
+    seg = float(end_idx - start_idx) / num_segments
+    return [int(start_idx + seg / 2 + np.round(seg * k)) for k in range(num_segments)]
+
+
+def numpy_timestamp_strings(indices: Sequence[int], fps: float) -> list[str]:
+    """MVBench's timestamps: ``str(round(np.int64(i) / fps, 1))``, i.e. numpy's ``rint(x * 10) / 10``.
+
+    Differs from `timestamp_strings` (Python's round of the double): at 20 fps frame 1 (0.05 s) is
+    ``0.0`` here and ``0.1`` there.
+    """
+    return [str(float(np.round(np.int64(i) / np.float64(fps), 1))) for i in indices]
+
+
+def load_mvbench_clip(path: str | Path, num_segments: int, bound: Sequence[float] | None = None,
+                      data_type: str = "video", image_size: int = 224) -> VideoClip:
+    """Frames of one MVBench sample as ``evaluate_mvbench.py`` reads them.
+
+    Args:
+        path: a video file (``data_type='video'``: decord at full resolution, fps from the file) or a
+            folder of ``00001.jpg``... (``'frame'``: frames numbered from 1, fps 3).
+        num_segments: frames wanted (96).
+        bound: ``(start, end)`` seconds, or None for the whole clip.
+        image_size: shorter side resized to this (PIL bicubic), then centre crop to a square.
+
+    Returns:
+        `VideoClip` with (T, size, size, 3) uint8 frames and numpy-rounded timestamps.
+
+    Raises:
+        VideoDecodeError: missing or unreadable video / frames (the original skipped such samples).
+    """
+    from PIL import Image
+
+    from timechat.data.transforms import pil_short_side_center_crop
+
+    path = Path(path)
+    if data_type == "frame":
+        if not path.is_dir():
+            raise VideoDecodeError(path, "missing", "no such frame folder")
+        max_frame = len(list(path.iterdir()))
+        fps: float = MVBENCH_FRAME_FPS
+        indices = mvbench_segment_indices(bound, fps, max_frame, num_segments, first_idx=1)
+        images = []
+        for i in indices:
+            try:
+                images.append(Image.open(path / f"{i:05d}.jpg"))
+            except OSError as exc:
+                raise VideoDecodeError(path, "index", f"frame {i:05d}.jpg: {exc}") from exc
+        vlen = max_frame
+    elif data_type == "video":
+        path = _check_path(path)
+        try:
+            vr = _decord_open(str(path), -1, -1)
+            vlen, fps = len(vr), float(vr.get_avg_fps())
+            indices = mvbench_segment_indices(bound, fps, vlen - 1, num_segments)
+            images = [Image.fromarray(vr[i].asnumpy()) for i in indices]
+        except Exception as exc:  # decord errors, or frames PIL cannot take (decord's odd widths)
+            raise VideoDecodeError(path, "undecodable", f"{type(exc).__name__}: {exc}") from exc
+    else:
+        raise VideoDecodeError(path, "undecodable", f"MVBench data_type {data_type!r} is not read (only video / frame)")
+    try:
+        frames = np.stack([pil_short_side_center_crop(im, image_size) for im in images])
+    except Exception as exc:  # mode / channel problems surface in the transform, as in the original
+        raise VideoDecodeError(path, "undecodable", f"transform: {type(exc).__name__}: {exc}") from exc
+    ts = numpy_timestamp_strings(indices, fps)
+    return VideoClip(torch.from_numpy(frames), list(map(int, indices)), fps, vlen, ts, build_msg(ts), "decord")
+
+
+def load_eval_clip(path: str | Path, loader: dict[str, Any] | None, num_frames: int, image_size: int) -> VideoClip:
+    """The frames of one evaluation sample: `load_video` (uniform, squashed to ``image_size``), or
+    `load_mvbench_clip` when the sample's ``loader`` is ``{"kind": "mvbench", "bound", "data_type"}``."""
+    if loader and loader.get("kind") == "mvbench":
+        return load_mvbench_clip(path, num_frames, loader.get("bound"), loader.get("data_type", "video"), image_size)
+    if loader and loader.get("kind") not in (None, "uniform"):
+        raise ValueError(f"unknown eval frame loader {loader.get('kind')!r}")
+    return load_video(path, num_frames, image_size, image_size, "uniform")

@@ -222,13 +222,13 @@ class VideoItems(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         from timechat.data.transforms import eval_transform
-        from timechat.data.video import VideoDecodeError, load_video
+        from timechat.data.video import VideoDecodeError, load_eval_clip
 
         sample = self.samples[index]
         t0 = time.perf_counter()
         item: dict[str, Any] = {"index": index}
         try:
-            clip = load_video(sample.video, self.num_frames, self.image_size, self.image_size, "uniform")
+            clip = load_eval_clip(sample.video, sample.meta.get("loader"), self.num_frames, self.image_size)
             item["pixels"] = eval_transform(clip.frames)  # (C, T, H, W)
             item["msg"] = clip.msg
             item["sentences"] = clip.sentences

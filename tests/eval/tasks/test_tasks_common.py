@@ -11,9 +11,8 @@ from tests.eval.tasks._helpers import inference_case, round_of
 from timechat.constants import BENCHMARK_SYSTEM, CHAT_SYSTEM, EVAL_SYSTEM
 from timechat.data.asr import asr_file_for_video, asr_text_from_lines, load_asr_text, with_asr_prefix
 from timechat.eval.tasks.common import (
-    answer_or_fallback,
+    SeededFallback,
     format_task_prompt,
-    qa_fallback,
     read_prompt_file,
     resolve_system,
 )
@@ -218,15 +217,16 @@ def test_asr_malformed_line_raises():
         asr_text_from_lines(["0\t1\ta\n", "zero\tone\ttext\n"])
 
 
-def test_qa_fallback_is_seeded_and_documented():
-    assert qa_fallback("mvbench", "anything") == "A"
-    draws = [qa_fallback("egoschema", i) for i in range(200)]
-    assert set(draws) == set("ABCDE")
-    assert draws == [qa_fallback("egoschema", i) for i in range(200)]  # reproducible
-    assert draws != [qa_fallback("egoschema", i, seed=7) for i in range(200)]
-    assert set(qa_fallback("videomme", i) for i in range(100)) == set("ABCD")
-    with pytest.raises(ValueError, match="no fallback rule"):
-        qa_fallback("tempcompass", 0)
-    failed = parse_egoschema_answer("no letter")
-    assert answer_or_fallback(failed, "egoschema", "q1") == qa_fallback("egoschema", "q1")
-    assert answer_or_fallback(parse_egoschema_answer("D"), "egoschema", "q1") == "D"
+def test_seeded_fallback_is_the_originals_draw_sequence():
+    """The k-th fallback gets the k-th random.choice after random.seed(seed), as the original's main()."""
+    import random
+
+    ref = random.Random(42)
+    fb = SeededFallback("ABCDE", seed=42)
+    assert [fb.draw(i) for i in range(12)] == [ref.choice("ABCDE") for _ in range(12)]
+    assert [d["id"] for d in fb.draws] == [str(i) for i in range(12)] and fb.report()["count"] == 12
+    assert SeededFallback("ABCD", mode="none").draw("x") is None
+    with pytest.raises(ValueError, match="fallback"):
+        SeededFallback("ABCD", mode="random_per_sample")
+    assert parse_egoschema_answer("D").value == "D"
+

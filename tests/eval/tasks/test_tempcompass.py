@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.eval.tasks._helpers import entry, write_json
@@ -32,8 +34,9 @@ def test_tempcompass_prompts():
         f"Question: {q}\nPlease directly give the best option (Caption A or Caption B):"
     )
     assert tempcompass_prompt("Which one?", "caption_matching").endswith(
-        "\nPlease directly give the best option (Option 1 or Option 2):"
+        "\nPlease directly give the best option ():"  # no option lines: no labels, as the original
     )
+    assert tempcompass_caption_labels("Which?\nOption 1: a: b\nno colon") == ("Option 1", "no colon")
     assert tempcompass_prompt(q, "caption_matching", labels=["Sentence A", "Sentence B"]).endswith(
         "(Sentence A or Sentence B):"
     )
@@ -75,3 +78,23 @@ def test_tempcompass_task(tmp_path):
     out = task.evaluate([entry(samples[0], "B. fast"), entry(samples[1], "It moves.")], tmp_path)
     assert out.metrics == {"multi-choice/speed": 100.0, "multi-choice/Avg": 100.0, "multi-choice/Overall": 100.0}
     assert out.counts["scored"] == 1  # captioning: predictions only
+    saved = json.loads((tmp_path / "multi-choice.json").read_text())
+    assert saved == {"v1": {"speed": [{"question": "How fast?\nA. slow\nB. fast", "answer": "B. fast",
+                                       "prediction": "B. fast"}]}}
+    assert (tmp_path / "captioning.json").read_text().startswith('{\n    "v1": {')
+
+
+def test_tempcompass_preexisting(tmp_path):
+    (tmp_path / "tc").mkdir()
+    write_json(tmp_path / "tc/yes_no.json", {"v1": {"speed": [{"question": "Fast?", "answer": "yes"}]},
+                                             "v2": {"speed": [{"question": "Slow?", "answer": "no"}]}})
+    old = {"v1": {"speed": [{"question": "Fast?", "answer": "yes", "prediction": "yes"}]}}
+    (tmp_path / "old").mkdir()
+    write_json(tmp_path / "old/yes_no.json", old)
+    cfg = EvalConfig(task="tempcompass", anno_path=str(tmp_path / "tc"), videos_dir=str(tmp_path),
+                     extra={"task_types": ["yes_no"], "preexisting_predictions": str(tmp_path / "old")})
+    task = TempCompassTask(cfg)
+    samples = task.build_samples()
+    assert [s.meta["video_id"] for s in samples] == ["v2"]  # v1 is in the earlier file: skipped
+    task.evaluate([entry(samples[0], "No.")], tmp_path)
+    assert list(json.loads((tmp_path / "yes_no.json").read_text())) == ["v1", "v2"]

@@ -15,11 +15,13 @@ decoded (both are counted and shown in the report; neither is dropped silently):
 * TVG: an empty prediction `{"timestamp": []}` - a miss that stays in the denominator;
 * DVC: no events for that video (scores 0 on every metric for it);
 * VHD: all-zero `pred_saliency_scores` over the video's clips, so the qid is still scored;
-* MVBench / EgoSchema / Video-MME: the seeded fallback letter of `common.qa_fallback`
-  (MVBench `A` as the original; EgoSchema / Video-MME a letter drawn from the seed and the sample
-  id, independent of sharding), counted as a fallback;
-* TempCompass: unparseable = wrong (rule-based accuracy; the official scorer is LLM-assisted),
-  captioning has no ground truth and is written as predictions only.
+* MVBench: an answer without ``(`` is judged as option A, as the original's ``check_ans`` (counted);
+  a sample whose video fails is skipped and not counted, as the original;
+* EgoSchema / Video-MME: the original's random letter, drawn in sample order from
+  ``random.Random(eval.seed)`` (`common.SeededFallback`; counted, recorded in ``fallbacks.json``);
+  ``eval.extra.fallback: none`` scores them wrong instead;
+* TempCompass: the original writes predictions only; our rule-based accuracy counts unparseable as
+  wrong, captioning has no ground truth.
 
 The input format each task reads (paths from the `eval` config section) is described in its module.
 """
@@ -34,7 +36,7 @@ from typing import Any, Sequence
 from timechat.config import EvalConfig
 from timechat.data.asr import asr_file_for_video, load_asr_text, with_asr_prefix
 from timechat.eval.inference import EvalSample
-from timechat.eval.tasks.common import ParseResult, answer_or_fallback
+from timechat.eval.tasks.common import ParseResult
 from timechat.io import atomic_write_json
 from timechat.stats import IssueStats
 
@@ -135,9 +137,17 @@ class EvalTask:
     """Shared plumbing; subclasses set `name` and implement `build_samples` / `evaluate`."""
 
     name = "task"
+    #: The ``eval.extra`` keys this task reads; when set, any other key is an error (a typo would
+    #: otherwise be ignored silently). None: not checked.
+    extra_keys: frozenset[str] | None = None
 
     def __init__(self, cfg: EvalConfig) -> None:
         self.cfg = cfg
+        if self.extra_keys is not None:
+            unknown = sorted(set(cfg.extra) - self.extra_keys)
+            if unknown:
+                raise ValueError(f"unknown eval.extra key(s) {unknown} for task {self.name!r}; "
+                                 f"known: {sorted(self.extra_keys)}")
 
     # -- paths ---------------------------------------------------------------------------------
     def _require(self, key: str) -> str:
@@ -205,43 +215,3 @@ class EvalTask:
                 row["error"] = e["error"]
             rows.append(row)
         return write_json(out_dir / self.file_stem(), rows)
-
-
-class MultipleChoiceTask(EvalTask):
-    """A multiple-choice benchmark: letter parsing with a counted, seeded fallback."""
-
-    benchmark = ""
-    group_key = "task"
-
-    def parse(self, e: dict[str, Any]) -> ParseResult:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def evaluate(self, entries: Sequence[dict[str, Any]], out_dir: str | Path) -> TaskOutput:
-        out_dir = Path(out_dir)
-        stats = self.parse_stats()
-        rows = []
-        fallbacks = 0
-        for e in entries:
-            m = e["meta"]
-            if "error" in e:
-                res = ParseResult.failure("video could not be decoded")
-            else:
-                res = count_parse(stats, self.parse(e), e["answer"], e["id"])
-            letter = answer_or_fallback(res, self.benchmark, e["id"], seed=self.cfg.seed)
-            fallbacks += not res.ok
-            row = {"id": e["id"], self.group_key: m.get(self.group_key), "pred": letter, "parsed": res.ok,
-                   "answer": m.get("answer"), "output": e.get("answer"), "video": e["video"]}
-            if m.get("answer") is not None:
-                row["correct"] = letter == m["answer"]
-            rows.append(row)
-        files = {"predictions": write_json(out_dir / f"fmt_{self.benchmark}_predictions.json", rows)}
-        files.update(self.extra_files(rows, out_dir))
-        scored = [r for r in rows if "correct" in r]
-        metrics = accuracy(scored, self.group_key)
-        counts = {**sample_counts(entries), "parse_failures": stats.failures, "fallbacks": fallbacks,
-                  "scored": len(scored)}
-        return TaskOutput(metrics, {self.benchmark: stats}, counts, files,
-                          decode_failures(entries, self.cfg.max_examples))
-
-    def extra_files(self, rows: list[dict[str, Any]], out_dir: Path) -> dict[str, str]:
-        return {}

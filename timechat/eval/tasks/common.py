@@ -10,8 +10,9 @@ Mirrors what the original's evaluation scripts (TIMECHAT_SPEC.md sections 5.1-5.
   (:func:`read_prompt_file`) and ``prompt.format(args.dataset, caption.strip('.'))``
   (:func:`format_task_prompt`, :func:`fill_query_prompt`);
 * the COCO caption annotation file of DVC, TVG and VHD (:func:`read_coco_annotations`);
-* the option letters of the multiple-choice benchmarks (``benchmark/evaluate_*.py``) and the
-  seeded replacement for an answer without one (:func:`qa_fallback`).
+* the option letters of the multiple-choice benchmarks (``benchmark/evaluate_*.py``), the original's
+  seeded random letter for an answer without one (:class:`SeededFallback`) and the original's JSON
+  file writing (:func:`write_original_json`).
 
 The per-task prompts, parsers and annotation readers live in the task modules beside this one.
 No parser raises on any input string.
@@ -300,38 +301,55 @@ def letter_in_range(letter: str, num_options: int | None) -> bool:
     return num_options is None or 0 <= ord(letter) - ord("A") < num_options
 
 
-#: Option letters a fallback may draw from, per benchmark.
-QA_FALLBACK_LETTERS = {"egoschema": "ABCDE", "videomme": "ABCD"}
+# --------------------------------------------------------------------------------------------------
+# The QA benchmarks' original output conventions (benchmark/evaluate_*.py)
+# --------------------------------------------------------------------------------------------------
+
+#: ``eval.extra.fallback`` values: ``random`` (default, the original: a letter drawn from
+#: ``random.Random(seed)``, the k-th unanswerable sample of the run getting the k-th draw) or ``none``
+#: (corrected: no letter, scored wrong).
+QA_FALLBACK_MODES = ("random", "none")
 
 
-def qa_fallback(benchmark: str, sample_id: Any, *, seed: int = 42) -> str:
-    """Replacement answer for an unparseable QA answer, reproducible per sample.
+class SeededFallback:
+    """The original's ``random.choice(letters)`` after ``random.seed(seed)``, drawn in sample order.
 
-    * ``mvbench``: ``"A"``, as the original (it substituted ``(a)``).
-    * ``egoschema`` (A-E) / ``videomme`` (A-D): the original drew ``random.choice`` from the global,
-      unseeded-per-sample RNG, so its draws depended on the order of the run. Here the letter comes
-      from ``random.Random(f"{seed}:{benchmark}:{sample_id}")``, i.e. it depends only on the seed and
-      the sample, whatever the sharding or resume order.
+    Every ``main()`` of the original seeds Python's ``random`` with 42 and nothing else draws from it,
+    so the k-th fallback of a run gets the k-th draw. The draws are made when the merged answers are
+    scored (one process, sample order), so they do not depend on batching or sharding; each draw is
+    recorded (`draws`) for the report.
 
     Args:
-        benchmark: ``mvbench``, ``egoschema`` or ``videomme``.
-        sample_id: any stable per-question identifier (its ``str()`` is used).
-        seed: the run's seed.
-
-    Returns:
-        An option letter.
-
-    Raises:
-        ValueError: for a benchmark without a fallback rule (e.g. TempCompass, scored externally).
+        letters: the option letters (``ABCDE`` / ``ABCD``).
+        seed: the run's seed (``eval.seed``).
+        mode: one of :data:`QA_FALLBACK_MODES`.
     """
-    if benchmark == "mvbench":
-        return "A"
-    if benchmark in QA_FALLBACK_LETTERS:
-        rng = random.Random(f"{seed}:{benchmark}:{sample_id}")
-        return rng.choice(QA_FALLBACK_LETTERS[benchmark])
-    raise ValueError(f"no fallback rule for benchmark {benchmark!r}; expected mvbench, egoschema or videomme")
+
+    def __init__(self, letters: str, seed: int = 42, mode: str = "random") -> None:
+        if mode not in QA_FALLBACK_MODES:
+            raise ValueError(f"eval.extra.fallback must be one of {QA_FALLBACK_MODES}, got {mode!r}")
+        self.letters, self.mode, self.seed = letters, mode, seed
+        self._rng = random.Random(seed)
+        self.draws: list[dict[str, Any]] = []
+
+    def draw(self, sample_id: Any) -> str | None:
+        """The fallback letter for ``sample_id`` (None in mode ``none``); recorded in `draws`."""
+        letter = self._rng.choice(list(self.letters)) if self.mode == "random" else None
+        self.draws.append({"id": str(sample_id), "letter": letter})
+        return letter
+
+    def report(self) -> dict[str, Any]:
+        return {"mode": self.mode, "seed": self.seed, "count": len(self.draws), "draws": self.draws}
 
 
-def answer_or_fallback(result: ParseResult, benchmark: str, sample_id: Any, *, seed: int = 42) -> str:
-    """The parsed letter if ``result`` is ok, else :func:`qa_fallback` (count failures separately)."""
-    return result.value if result.ok else qa_fallback(benchmark, sample_id, seed=seed)
+def original_json_text(obj: Any, indent: int | None = None) -> str:
+    """``json.dump(obj, f[, indent=...])`` as the original scripts wrote it (ASCII, no final newline)."""
+    return json.dumps(obj, indent=indent)
+
+
+def write_original_json(path: str | Path, obj: Any, indent: int | None = None) -> str:
+    """Write :func:`original_json_text` to ``path`` (parents created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(original_json_text(obj, indent), encoding="utf-8")
+    return str(path)

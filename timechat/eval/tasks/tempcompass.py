@@ -1,12 +1,18 @@
 """TempCompass: question prompts, rule-based answer parser, annotations, accuracy per dimension.
 
-Mirrors the original's ``benchmark/evaluate_tempcompass.py`` (TIMECHAT_SPEC.md section 5.7): the
-``Question: ...`` prompt with a suffix per task type (:func:`tempcompass_prompt`). The original had no
-parser (its official LLM-assisted scorer reads the raw text); :func:`parse_tempcompass_answer` is a
-rule-based extraction of ours, so the accuracy here is not the official one.
+Computes what the original's ``benchmark/evaluate_tempcompass.py`` computes (TIMECHAT_SPEC.md
+section 5.7; pinned by ``reference_benchmarks``): the ``Question: ...`` prompt with a suffix per task
+type (:func:`tempcompass_prompt`; caption matching names the labels of the question's lines), the
+Chat path (96 uniform frames squashed to 224, BERT timestamps) and the prediction file per task
+type, ``{task_type}.json`` = ``{vid: {dim: [{question, answer, prediction}]}}`` (indent 4), byte for
+byte. The original does not score: the file is for TempCompass' own (LLM-assisted) tooling.
+:func:`parse_tempcompass_answer` is a rule-based extraction of ours; its accuracy is reported beside
+the file and is not the official one.
 
 Input: ``eval.anno_path`` = folder of ``{task_type}.json`` (``{video_id: {dimension: [{question,
 answer}]}}``), ``extra.task_types`` (default all four); videos ``videos_dir/{video_id}.mp4``.
+``extra.preexisting_predictions``: a folder of earlier ``{task_type}.json`` files; as in the
+original, videos already in them are neither run again nor written again (the file keeps them).
 """
 
 from __future__ import annotations
@@ -26,7 +32,13 @@ from timechat.eval.tasks.base import (
     sample_counts,
     write_json,
 )
-from timechat.eval.tasks.common import R_EMPTY, R_QA_NO_LETTER, ParseResult, letter_in_range
+from timechat.eval.tasks.common import (
+    R_EMPTY,
+    R_QA_NO_LETTER,
+    ParseResult,
+    letter_in_range,
+    write_original_json,
+)
 from timechat.stats import IssueStats
 
 # --------------------------------------------------------------------------------------------------
@@ -44,30 +56,19 @@ TEMPCOMPASS_SUFFIXES: dict[str, str] = {
     "captioning": "",
 }
 
-#: Labels used when a caption-matching question names none that we can detect.
-TEMPCOMPASS_DEFAULT_LABELS = ("Option 1", "Option 2")
-
-
 def tempcompass_caption_labels(question: str) -> tuple[str, ...]:
-    """Option labels of a TempCompass caption-matching question, in order of appearance.
+    """Option labels of a TempCompass caption-matching question, as the original finds them.
 
-    TempCompass caption-matching questions list their candidates on lines such as ``Caption A: ...``,
-    ``Sentence B: ...`` or ``Option 1: ...``; the label is the text before the colon.
+    ``evaluate_tempcompass.py`` takes the text before the first ``:`` of every question line after
+    the first (``Caption A: ...`` -> ``Caption A``; a line without ``:`` gives the whole line).
 
     Args:
         question: the question text.
 
     Returns:
-        The distinct labels found, or :data:`TEMPCOMPASS_DEFAULT_LABELS` if none.
+        The labels in order (empty for a one-line question, as in the original).
     """
-    labels: list[str] = []
-    for line in question.splitlines():
-        head, sep, _ = line.strip().partition(":")
-        words = head.split()
-        if sep and len(words) == 2 and words[0].lower() in {"caption", "sentence", "option"}:
-            if head not in labels:
-                labels.append(head)
-    return tuple(labels) if labels else TEMPCOMPASS_DEFAULT_LABELS
+    return tuple(line.split(":")[0] for line in question.split("\n")[1:])
 
 
 def tempcompass_prompt(question: str, task_type: str, labels: Sequence[str] | None = None) -> str:
@@ -89,7 +90,7 @@ def tempcompass_prompt(question: str, task_type: str, labels: Sequence[str] | No
         raise ValueError(f"unknown TempCompass task type {task_type!r}; expected one of {TEMPCOMPASS_TASK_TYPES}")
     suffix = TEMPCOMPASS_SUFFIXES[task_type]
     if task_type == "caption_matching":
-        labels = tuple(labels) if labels else tempcompass_caption_labels(question)
+        labels = tuple(labels) if labels is not None else tempcompass_caption_labels(question)
         suffix = suffix.format(labels=" or ".join(labels))
     return f"Question: {question}{suffix}"
 
@@ -212,6 +213,18 @@ class TempCompassTask(EvalTask):
     """TempCompass (the original's `evaluate_tempcompass.py`); rule-based accuracy where a gt answer is comparable."""
 
     name = benchmark = "tempcompass"
+    extra_keys = frozenset({"task_types", "preexisting_predictions"})
+    timestamp_tokenizer = "bert"
+
+    def preexisting(self, task_type: str) -> dict[str, Any]:
+        """The earlier prediction file of ``task_type``, or {}: ``extra.preexisting_predictions`` is a
+        folder of ``{task_type}.json`` files or a mapping ``{task_type: file}``."""
+        where = self.cfg.extra.get("preexisting_predictions")
+        if isinstance(where, dict):
+            path = Path(where[task_type]) if where.get(task_type) else None
+        else:
+            path = Path(where) / f"{task_type}.json" if where else None
+        return read_json(path, "TempCompass earlier predictions") if path and path.is_file() else {}
 
     def build_samples(self) -> list[EvalSample]:
         anno = Path(self._require("anno_path"))
@@ -219,7 +232,10 @@ class TempCompassTask(EvalTask):
         samples = []
         for task_type in types:
             data = read_json(anno / f"{task_type}.json", f"TempCompass {task_type} questions")
+            done = self.preexisting(task_type)
             for vid, dims in data.items():
+                if vid in done:
+                    continue
                 for dim, questions in dims.items():
                     for k, q in enumerate(questions):
                         if "question" not in q:
@@ -254,6 +270,19 @@ class TempCompassTask(EvalTask):
                 row["correct"] = norm == gt
             rows.append(row)
         files = {"predictions": write_json(out_dir / "fmt_tempcompass_predictions.json", rows)}
+        originals: dict[str, dict[str, Any]] = {}
+        for e in entries:
+            m = e["meta"]
+            tt = m["task_type"]
+            if tt not in originals:
+                originals[tt] = self.preexisting(tt)
+            if "error" in e:
+                continue  # the original stopped on such a video; here it is left out and counted
+            dims = originals[tt].setdefault(m["video_id"], {})
+            dims.setdefault(m["dimension"], []).append(
+                {"question": m["question"], "answer": m.get("answer"), "prediction": e["answer"]})
+        for tt, obj in originals.items():
+            files[tt] = write_original_json(out_dir / f"{tt}.json", obj, indent=4)
         metrics: dict[str, Any] = {}
         for tt in sorted({r["task_type"] for r in rows}):
             scored = [r for r in rows if r["task_type"] == tt and "correct" in r]
