@@ -87,13 +87,7 @@ def build_eval_model(resolved: dict[str, Any], ecfg, device: torch.device):
     """
     from timechat.factory import build_model_and_tokenizers
 
-    section = copy.deepcopy(resolved["model"])
-    kind, path = resolve_checkpoint(ecfg.checkpoint, ecfg.train_dir)
-    if ecfg.model_from_checkpoint and kind == "trainable":
-        section = _model_section_of_run(Path(path))
-    if kind == "original":
-        section.setdefault("files", {})
-        section["files"] = {**(section["files"] or {}), "ckpt": str(Path(path).resolve())}
+    section, kind, path, _ = effective_model_section(resolved, ecfg)
     torch.manual_seed(ecfg.seed)  # random-init parts (smoke tests) are identical on every rank and run
     model, tokenizers, reports = build_model_and_tokenizers(section)
     records = [{"kind": r.kind, "path": r.path, "note": r.summary()} for r in reports]
@@ -105,6 +99,27 @@ def build_eval_model(resolved: dict[str, Any], ecfg, device: torch.device):
         records.append({"kind": "lora_alpha", "path": "", "note": f"LoRA alpha set to {ecfg.lora_alpha}"})
     model.eval().to(device)
     return model, tokenizers, records, path
+
+
+def effective_model_section(resolved: dict[str, Any], ecfg) -> tuple[dict[str, Any], str | None, str | None, str]:
+    """The model section an evaluation builds, the checkpoint kind and path, and where the section came from.
+
+    Returns:
+        `(section, kind, path, source)`: `kind`/`path` as `resolve_checkpoint`; `source` is `"config"`,
+        or the checkpoint's `config.yaml` when `eval.model_from_checkpoint` read the section from it.
+    Raises:
+        FileNotFoundError / ValueError / KeyError naming the key (see `resolve_checkpoint`).
+    """
+    section = copy.deepcopy(resolved["model"])
+    kind, path = resolve_checkpoint(ecfg.checkpoint, ecfg.train_dir)
+    source = "config"
+    if ecfg.model_from_checkpoint and kind == "trainable":
+        section = _model_section_of_run(Path(path))
+        source = str((Path(path) if Path(path).is_dir() else Path(path).parent) / "config.yaml")
+    if kind == "original":
+        section.setdefault("files", {})
+        section["files"] = {**(section["files"] or {}), "ckpt": str(Path(path).resolve())}
+    return section, kind, path, source
 
 
 def _model_section_of_run(path: Path) -> dict[str, Any]:
