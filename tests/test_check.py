@@ -30,14 +30,8 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    """The synthetic test split (3 short videos) under `<root>/synthetic`."""
-    from timechat.data.synthetic import generate_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("checkdata")
-    generate_synthetic_dataset(root / "synthetic", num_train=0, num_val=0, num_test=3, duration=(4.0, 6.0),
-                               fps=4.0, size=32, max_events=2, min_event_duration=2.0)
-    return root
+def data_root(synthetic_test_split) -> Path:
+    return synthetic_test_split
 
 
 def _tiny(data_root: Path, tmp_path: Path, **extra) -> list[str]:

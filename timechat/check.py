@@ -125,14 +125,14 @@ class _Collector:
                                      expected, fatal))
 
     def need(self, key: str, path: str | Path | None, kind: str, expected: str) -> bool:
-        """Record a problem unless `path` is an existing file (`kind` 'file') or folder ('dir')."""
+        """Record a problem unless `path` is an existing file (`kind` 'file'), folder ('dir') or either ('any')."""
         if path in (None, ""):
             self.add(key, "not set", None, expected)
             return False
         p = Path(str(path)).expanduser()
-        ok = p.is_file() if kind == "file" else p.is_dir()
+        ok = {"file": p.is_file, "dir": p.is_dir, "any": p.exists}[kind]()
         if not ok:
-            what = "file" if kind == "file" else "folder"
+            what = {"file": "file", "dir": "folder", "any": "file or folder"}[kind]
             found = " (a folder is there)" if kind == "file" and p.is_dir() else (
                 " (a file is there)" if kind == "dir" and p.is_file() else "")
             self.add(key, f"missing {what}{found}", p, expected)
@@ -303,7 +303,7 @@ def _check_annotations(c: _Collector, ecfg: Any) -> list[str]:
     if not ecfg.anno_path:
         c.add(key, f"not set (task {ecfg.task} reads its samples from it)", expected=expected)
         return []
-    if not c.need(key, path, "file", expected) or ecfg.task not in TIME_TASKS:
+    if not c.need(key, path, "file" if ecfg.task in TIME_TASKS else "any", expected) or ecfg.task not in TIME_TASKS:
         return []
     data = _peek_json(c, key, path)
     if data is None:
