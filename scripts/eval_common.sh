@@ -41,7 +41,8 @@ run_eval() {
   local nproc="${NPROC:-1}"
   local python
   python="$(find_python "$root")"
-  if ! "$python" -c "import torch" 2>/dev/null; then
+  # find_spec looks torch up without importing it (the preflight below imports it once).
+  if ! "$python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)" 2>/dev/null; then
     echo "$python cannot import torch: install the project into it (pip install -e .) or set PYTHON=..." >&2
     return 1
   fi

@@ -145,11 +145,17 @@ def _check_model(c: _Collector, section: dict[str, Any], where: str = "model") -
     from timechat.factory import model_config_from, resolve_tokenizer_dir
     from timechat.models.builders import ModelFiles
 
+    from timechat import registry
+
     model_cfg = None
-    try:
-        model_cfg = model_config_from(section)
-    except (KeyError, TypeError, ValueError) as exc:
-        c.add(f"{where}.config" if "name" not in str(exc) else f"{where}.name", _one_line(exc))
+    name = section.get("name", "timechat_7b")
+    if name not in registry.MODELS:
+        c.add(f"{where}.name", f"unknown model preset {name!r}; known: {sorted(registry.MODELS)}")
+    else:
+        try:
+            model_cfg = model_config_from(section)
+        except (KeyError, TypeError, ValueError) as exc:
+            c.add(f"{where}.config", _one_line(exc))
     try:
         files = ModelFiles.from_dict(section.get("files"))
     except (KeyError, TypeError) as exc:
@@ -160,13 +166,13 @@ def _check_model(c: _Collector, section: dict[str, Any], where: str = "model") -
         if path is None:
             continue
         c.need(f"{where}.files.{name}", path, "dir" if name in ("llama", "bert_tokenizer") else "file", expected)
-    for key, fallback in (("tokenizer", "llama"), ("bert_tokenizer", "bert_tokenizer")):
+    for key in ("tokenizer", "bert_tokenizer"):
         value = section.get(key)
         if value in (None, ""):
             if key == "tokenizer" and files.resolve("llama") is None:
                 c.add(f"{where}.tokenizer", "no LLaMA tokenizer: set model.tokenizer or model.files.llama",
                       expected=f"a LLaMA tokenizer directory ({README_CKPT})")
-            continue  # model.files.<fallback> is checked above
+            continue  # the model.files fallback (llama / bert_tokenizer) is checked above
         try:
             path = resolve_tokenizer_dir(value)
         except FileNotFoundError as exc:
@@ -395,6 +401,8 @@ def _check_train(c: _Collector, resolved: dict[str, Any]) -> None:
     synthetic = (run.get("synthetic_data") or {}).get("out_dir")
     generated = Path(synthetic).expanduser().absolute() if synthetic else None
     model_cfg = _check_model(c, resolved.get("model") or {})
+    if run.get("resume") not in (None, "auto"):
+        c.need("run.resume", run["resume"], "any", "a training checkpoint step folder (or auto / null)")
     sections = resolved.get("datasets") or {}
     if not sections:
         c.add("datasets", "no datasets: nothing to train on", expected=f"datasets.<name>.records ({README_DATA})")

@@ -27,7 +27,6 @@ from timechat.eval.tasks.base import (
     sample_counts,
     write_json,
 )
-from timechat.eval.tasks.grounding import video_duration
 from timechat.eval.tasks.common import (
     CLOCK_RE,
     NUM,
@@ -41,6 +40,7 @@ from timechat.eval.tasks.common import (
     to_float,
     video_name,
 )
+from timechat.eval.tasks.grounding import video_duration
 
 logger = logging.getLogger(__name__)
 
