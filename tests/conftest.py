@@ -98,3 +98,14 @@ def reference_data_parity(reference_data_dir, tmp_path_factory) -> ParityRun:
 def parity_tool():
     """`run_parity_tool(fixture_dir, workdir)`, for tests that build their own small fixtures."""
     return run_parity_tool
+
+
+@pytest.fixture(scope="session")
+def synthetic_test_split(tmp_path_factory) -> Path:
+    """A data root with the synthetic test split (3 short 32-px videos) under `synthetic/`; read-only."""
+    from timechat.data.synthetic import generate_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic_test_split")
+    generate_synthetic_dataset(root / "synthetic", num_train=0, num_val=0, num_test=3, duration=(4.0, 6.0),
+                               fps=4.0, size=32, max_events=2, min_event_duration=2.0)
+    return root

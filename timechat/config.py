@@ -26,7 +26,7 @@ current one (`num_frames`) with a warning. The resolved config is saved next to 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -35,7 +35,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from timechat.data.settings import LEGACY_KEYS, DataSettings, rename_legacy_keys
 from timechat.io import atomic_write_text
-from timechat.validation import check_keys
+from timechat.validation import UnknownKeyError, check_keys
 
 TOP_LEVEL_KEYS = {"paths", "output_dir", "model", "datasets", "dataset_defaults", "run", "eval"}
 MODEL_KEYS = {"name", "config", "files", "tokenizer", "bert_tokenizer", "pretrained"}
@@ -268,14 +268,24 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
             try:
                 merged[key] = OmegaConf.merge(OmegaConf.structured(schema), merged[key])
             except (ConfigKeyError, ValidationError) as exc:
-                raise KeyError(f"invalid {key} section: {exc}") from None
+                raise _section_error(key, schema, exc) from None
     try:
         merged["paths"] = OmegaConf.merge(OmegaConf.structured(PathsConfig), merged["paths"])
     except (ConfigKeyError, ValidationError) as exc:
-        raise KeyError(f"invalid paths section: {exc}") from None
+        raise _section_error("paths", PathsConfig, exc) from None
     if "model" in merged:
         check_keys(merged.model.keys(), MODEL_KEYS, "model")
     return merged
+
+
+def _section_error(section: str, schema: type, exc: Exception) -> UnknownKeyError:
+    """One line naming the key: `unknown key run.max_stepz (allowed: ...)` or `eval.num_frames: <why>`."""
+    key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
+    if isinstance(exc, ConfigKeyError):
+        allowed = sorted(f.name for f in fields(schema))
+        return UnknownKeyError(f"invalid {section} section: unknown key {section}.{key}; allowed: {allowed}")
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return UnknownKeyError(f"invalid {section} section: {section}.{key}: {first}")
 
 
 def resolve_config(cfg: DictConfig) -> dict[str, Any]:

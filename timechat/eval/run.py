@@ -26,10 +26,11 @@ import torch
 from omegaconf import DictConfig
 
 from timechat import registry
-from timechat.config import eval_config, resolve_config, save_config
+from timechat.config import eval_config, resolve_config
 from timechat.eval.inference import InferenceEngine
 from timechat.eval.report import build_report, write_report
 from timechat import checkpoint as ckpt_io
+from timechat.io import atomic_write_text
 from timechat import distributed as dist_utils
 
 logger = logging.getLogger(__name__)
@@ -87,13 +88,7 @@ def build_eval_model(resolved: dict[str, Any], ecfg, device: torch.device):
     """
     from timechat.factory import build_model_and_tokenizers
 
-    section = copy.deepcopy(resolved["model"])
-    kind, path = resolve_checkpoint(ecfg.checkpoint, ecfg.train_dir)
-    if ecfg.model_from_checkpoint and kind == "trainable":
-        section = _model_section_of_run(Path(path))
-    if kind == "original":
-        section.setdefault("files", {})
-        section["files"] = {**(section["files"] or {}), "ckpt": str(Path(path).resolve())}
+    section, kind, path, _ = effective_model_section(resolved, ecfg)
     torch.manual_seed(ecfg.seed)  # random-init parts (smoke tests) are identical on every rank and run
     model, tokenizers, reports = build_model_and_tokenizers(section)
     records = [{"kind": r.kind, "path": r.path, "note": r.summary()} for r in reports]
@@ -105,6 +100,27 @@ def build_eval_model(resolved: dict[str, Any], ecfg, device: torch.device):
         records.append({"kind": "lora_alpha", "path": "", "note": f"LoRA alpha set to {ecfg.lora_alpha}"})
     model.eval().to(device)
     return model, tokenizers, records, path
+
+
+def effective_model_section(resolved: dict[str, Any], ecfg) -> tuple[dict[str, Any], str | None, str | None, str]:
+    """The model section an evaluation builds, the checkpoint kind and path, and where the section came from.
+
+    Returns:
+        `(section, kind, path, source)`: `kind`/`path` as `resolve_checkpoint`; `source` is `"config"`,
+        or the checkpoint's `config.yaml` when `eval.model_from_checkpoint` read the section from it.
+    Raises:
+        FileNotFoundError / ValueError / KeyError naming the key (see `resolve_checkpoint`).
+    """
+    section = copy.deepcopy(resolved["model"])
+    kind, path = resolve_checkpoint(ecfg.checkpoint, ecfg.train_dir)
+    source = "config"
+    if ecfg.model_from_checkpoint and kind == "trainable":
+        section = _model_section_of_run(Path(path))
+        source = str((Path(path) if Path(path).is_dir() else Path(path).parent) / "config.yaml")
+    if kind == "original":
+        section.setdefault("files", {})
+        section["files"] = {**(section["files"] or {}), "ckpt": str(Path(path).resolve())}
+    return section, kind, path, source
 
 
 def _model_section_of_run(path: Path) -> dict[str, Any]:
@@ -119,6 +135,15 @@ def _model_section_of_run(path: Path) -> dict[str, Any]:
     if not section:
         raise KeyError(f"{cfg_file} has no `model` section")
     return section
+
+
+def _save_used_config(used: dict[str, Any], path: Path, model_source: str, checkpoint: str | None) -> None:
+    """The resolved config with the model section that was built, headed by where it and the checkpoint came from."""
+    from omegaconf import OmegaConf
+
+    head = [f"# model section: {'this config' if model_source == 'config' else model_source}",
+            f"# checkpoint: {checkpoint or 'none (model.files as configured)'}"]
+    atomic_write_text(path, "\n".join(head) + "\n" + OmegaConf.to_yaml(OmegaConf.create(used)))
 
 
 def run_evaluation(cfg: DictConfig) -> dict[str, Any] | None:
@@ -137,9 +162,13 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any] | None:
     out_dir = Path(resolved["output_dir"])
     info = dist_utils.init_distributed()
     device = _device(ecfg.device, info.device)
+    # Provenance: the model section actually built (with eval.model_from_checkpoint, the one saved with
+    # the checkpoint, not this config's fallback) goes into config.yaml, the resume signature and the report.
+    section, ckpt_kind, ckpt_used, model_source = effective_model_section(resolved, ecfg)
+    used = {**resolved, "model": section}
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "config.yaml")
+        _save_used_config(used, out_dir / "config.yaml", model_source, ckpt_used)
 
     t0 = time.perf_counter()
     model, tokenizers, ckpts, ckpt_path = build_eval_model(resolved, ecfg, device)
@@ -151,7 +180,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any] | None:
     logger.info("task %s: %d samples", ecfg.task, len(samples))
 
     eval_settings = {k: v for k, v in resolved["eval"].items() if k not in NEUTRAL_EVAL_KEYS}
-    signature = {"model": resolved["model"], "checkpoint": ckpt_path, "eval": eval_settings}
+    signature = {"model": section, "checkpoint": ckpt_path, "eval": eval_settings}
     engine = InferenceEngine(model, tokenizers, ecfg, out_dir, device, rank=info.rank,
                              world_size=info.world_size, signature=signature)
     t0 = time.perf_counter()
@@ -166,8 +195,10 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any] | None:
     timing = {"model_build_s": t_model, "inference_s": t_infer, "score_s": t_score,
               "total_s": time.perf_counter() - t_start, "world_size": info.world_size,
               "samples_per_s": len(samples) / t_infer if t_infer > 0 else float("nan")}
-    report = build_report(ecfg.task, output, config=resolved, checkpoints=ckpts, timing=timing,
-                          inference=engine.stats)
-    write_report(report, output, out_dir, plots=ecfg.plots)
+    provenance = {"model_section": model_source, "model_name": section.get("name"), "checkpoint": ckpt_path,
+                  "checkpoint_kind": ckpt_kind}
+    report = build_report(ecfg.task, output, config=used, checkpoints=ckpts, timing=timing,
+                          inference=engine.stats, provenance=provenance)
+    write_report(report, output, out_dir, plots=ecfg.plots, plot_samples=ecfg.plot_samples)
     logger.info("metrics: %s", output.metrics)
     return report

@@ -57,6 +57,9 @@ class TaskOutput:
         timelines: per video/query `{label, duration, gt: [[s, e]], pred: [[s, e]]}` (TVG, DVC).
         saliency: per query `{label, gt: [...], pred: [...]}` per 2-s clip (VHD).
         notes: remarks for the report (e.g. a metric that could not run).
+        rows: one row per sample for the report's per-sample table (`id, video, query, gt, pred, score,
+            status, ...`; TVG, DVC, VHD).
+        baselines: name -> metrics of a trivial prediction computed from the ground truth itself.
     """
 
     metrics: dict[str, Any]
@@ -67,6 +70,8 @@ class TaskOutput:
     timelines: list[dict[str, Any]] = field(default_factory=list)
     saliency: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------

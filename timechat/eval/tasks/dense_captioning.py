@@ -25,7 +25,6 @@ from timechat.eval.tasks.base import (
     decode_failures,
     read_json,
     sample_counts,
-    spread,
     write_json,
 )
 from timechat.eval.tasks.common import (
@@ -41,6 +40,7 @@ from timechat.eval.tasks.common import (
     to_float,
     video_name,
 )
+from timechat.eval.tasks.grounding import video_duration
 
 logger = logging.getLogger(__name__)
 
@@ -233,6 +233,48 @@ def read_dvc_annotations(path: str | Path) -> list[dict[str, Any]]:
     return annotations
 
 
+def localisation_scores(pred_segments: Sequence[Sequence[float]], gt_segments: Sequence[Sequence[float]]) -> dict[str, float]:
+    """One video's `Precision_Mean`, `Recall_Mean`, `F1_Score` (fractions) as `eval_dvc.py` computes them."""
+    from timechat.metrics.dvc import detection_scores
+
+    if not gt_segments:
+        return {}
+    precision, recall, _ = detection_scores(list(pred_segments), list(gt_segments))
+    p, r = sum(precision) / len(precision), sum(recall) / len(recall)
+    return {"Precision_Mean": p, "Recall_Mean": r, "F1_Score": 2 * p * r / (p + r) if p + r > 0 else 0.0}
+
+
+def localisation_f1(events: Sequence[dict[str, Any]], gt_segments: Sequence[Sequence[float]]) -> float | None:
+    return localisation_scores([ev["timestamp"] for ev in events], gt_segments).get("F1_Score")
+
+
+def gt_captions(gt: Any) -> dict[str, list[str]]:
+    """Video key -> its ground-truth sentences, split as the metric splits them ({} if it cannot)."""
+    from timechat.metrics._common import MetricInputError
+    from timechat.metrics.dvc import _gt_videos
+
+    try:
+        return {key: caps for key, _, caps in _gt_videos(gt)}
+    except MetricInputError:
+        return {}
+
+
+def dvc_baselines(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The localisation metrics (percent) of a caption-free trivial answer: each video cut into k equal
+    segments, k = the mean number of ground-truth events per video (no segment for a video of unknown length)."""
+    scored = [r for r in rows if r.get("gt")]
+    if not scored or not any(r.get("duration") for r in scored):
+        return {}
+    k = max(1, round(sum(len(r["gt"]) for r in scored) / len(scored)))
+    per_video = []
+    for r in scored:
+        d = float(r["duration"] or 0.0)
+        segments = [[d * i / k, d * (i + 1) / k] for i in range(k)] if d > 0 else []
+        per_video.append(localisation_scores(segments, r["gt"]))
+    name = f"{k} equal segments"
+    return {name: {key: 100 * sum(v[key] for v in per_video) / len(per_video) for key in per_video[0]}}
+
+
 class DenseCaptioningTask(EvalTask):
     """YouCook2 / ActivityNet dense captioning (the original's `eval_dvc.py`: CIDEr, METEOR, SODA_c, P/R/F1)."""
 
@@ -260,18 +302,32 @@ class DenseCaptioningTask(EvalTask):
         out_dir = Path(out_dir)
         stats = self.parse_stats()
         preds: dict[str, list[dict[str, Any]]] = {}
-        timelines = []
+        timelines, rows = [], []
+        durations: dict[str, float | None] = {}
         for e in entries:
             events: list[dict[str, Any]] = []
+            status = "video not decoded"
             if "error" not in e:
                 res = count_parse(stats, format_dvc_output(e["answer"]), e["answer"], e["id"])
                 events = res.value if res.ok else []
+                status = "ok" if res.ok else f"unparseable: {res.reason}"
             preds[e["id"]] = events
-            timelines.append({"label": e["id"], "duration": e["meta"].get("duration"),
-                              "gt": e["meta"].get("segments") or [], "pred": [ev["timestamp"] for ev in events]})
+            m = e["meta"]
+            duration = m.get("duration") or video_duration(e["video"], durations)
+            gt_segments = m.get("segments") or []
+            timelines.append({"label": e["id"], "duration": duration, "gt": gt_segments,
+                              "pred": [ev["timestamp"] for ev in events], "video": e["video"],
+                              "pred_captions": [ev["caption"] for ev in events]})
+            rows.append({"id": e["id"], "video": Path(e["video"]).name, "query": "", "gt": gt_segments,
+                         "pred": [ev["timestamp"] for ev in events], "score": localisation_f1(events, gt_segments),
+                         "score_name": "localisation F1", "status": status, "duration": duration,
+                         "answer": e.get("answer", e.get("error"))})
         files = {"raw": self._raw_results(entries, out_dir),
                  "predictions": write_json(out_dir / f"fmt_{self.file_stem()}", preds)}
         gt = read_json(self.gt_path, "DVC gt file")
+        captions = gt_captions(gt)
+        for t in timelines:  # the report draws the ground-truth captions beside the predicted ones
+            t["gt_captions"] = captions.get(t["label"], [])
         if self.cfg.max_samples is not None:
             keep = set(preds)
             gt = {**gt, "annotations": [a for a in gt["annotations"] if video_name(a["image_id"]) in keep]}
@@ -288,4 +344,4 @@ class DenseCaptioningTask(EvalTask):
         counts = {**sample_counts(entries), "parse_failures": stats.failures}
         return TaskOutput(metrics, {self.name: stats}, counts, files,
                           decode_failures(entries, self.cfg.max_examples),
-                          timelines=spread(timelines, self.cfg.plot_samples), notes=notes)
+                          timelines=timelines, notes=notes, rows=rows, baselines=dvc_baselines(rows))

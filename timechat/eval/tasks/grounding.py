@@ -24,7 +24,6 @@ from timechat.eval.tasks.base import (
     decode_failures,
     read_json,
     sample_counts,
-    spread,
     write_json,
 )
 from timechat.eval.tasks.common import (
@@ -175,6 +174,38 @@ def read_tvg_annotations(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def video_duration(video: str, cache: dict[str, float | None]) -> float | None:
+    """Seconds of `video` read from the file (frames / fps, no decoding), None when it cannot be read.
+
+    For the report's video-end marker and the whole-video baseline when the annotation has no duration.
+    """
+    if video not in cache:
+        from timechat.data.video import probe_video
+
+        try:
+            vlen, fps, _ = probe_video(video)
+            cache[video] = vlen / fps if fps > 0 else None
+        except Exception:  # noqa: BLE001 - a missing or undecodable video is reported elsewhere
+            cache[video] = None
+    return cache[video]
+
+
+def tvg_baselines(rows: Sequence[dict[str, Any]], gt: Any, sample: bool) -> dict[str, dict[str, float]]:
+    """Trivial predictions scored like the model: every query answered with the mean ground-truth span
+    of the evaluated queries, and with the whole video [0, duration]."""
+    from timechat.metrics import tvg_metrics
+
+    spans = [r["gt"] for r in rows if r.get("gt")]
+    if not spans:
+        return {}
+    mean = [sum(s[0] for s in spans) / len(spans), sum(s[1] for s in spans) / len(spans)]
+    out = {"mean span": tvg_metrics({r["id"]: {"timestamp": [mean]} for r in rows}, gt, sample=sample)}
+    if any(r.get("duration") for r in rows):  # a video of unknown length (undecodable) is a miss
+        out["whole video"] = tvg_metrics({r["id"]: {"timestamp": [[0.0, float(r["duration"])]] if r.get("duration")
+                                                    else []} for r in rows}, gt, sample=sample)
+    return out
+
+
 class GroundingTask(EvalTask):
     """Charades-STA temporal grounding (the original's `eval_tvg.py`: R1@0.3/0.5/0.7, plus mIoU)."""
 
@@ -195,22 +226,33 @@ class GroundingTask(EvalTask):
     def evaluate(self, entries: Sequence[dict[str, Any]], out_dir: str | Path) -> TaskOutput:
         from timechat.metrics import tvg_metrics
 
+        from timechat.metrics.tvg import tvg_iou
+
         out_dir = Path(out_dir)
         stats = self.parse_stats()
-        preds, timelines = {}, []
+        preds, timelines, rows = {}, [], []
+        durations: dict[str, float | None] = {}
         for e in entries:
             window: list[list[float]] = []
+            status = "video not decoded"
             if "error" not in e:
                 res = count_parse(stats, extract_time(e["answer"]), e["answer"], e["id"])
                 window = [res.value] if res.ok else []
+                status = "ok" if res.ok else f"unparseable: {res.reason}"
             m = e["meta"]
             preds[e["id"]] = {"timestamp": window, "query": m.get("query"), "vid": m.get("vid")}
-            timelines.append({"label": f"{e['id']}: {m.get('query', '')}"[:60], "duration": m.get("duration"),
-                              "gt": [m["gt"]] if m.get("gt") else [], "pred": window})
+            duration = m.get("duration") or video_duration(e["video"], durations)
+            timelines.append({"label": f"{e['id']}: {m.get('query', '')}"[:60], "duration": duration,
+                              "gt": [m["gt"]] if m.get("gt") else [], "pred": window, "video": e["video"]})
+            iou = tvg_iou(m["gt"], window[0]) if window and m.get("gt") else (0.0 if m.get("gt") else None)
+            rows.append({"id": e["id"], "video": Path(e["video"]).name, "query": m.get("query"), "gt": m.get("gt"),
+                         "pred": window[0] if window else None, "score": iou, "score_name": "IoU",
+                         "status": status, "duration": duration, "answer": e.get("answer", e.get("error"))})
         files = {"raw": self._raw_results(entries, out_dir),
                  "predictions": write_json(out_dir / f"fmt_{self.file_stem()}", preds)}
         gt = read_json(self.gt_path, "TVG gt file")
-        metrics = tvg_metrics(preds, gt, sample=self.cfg.max_samples is not None)
+        sample = self.cfg.max_samples is not None
+        metrics = tvg_metrics(preds, gt, sample=sample)
         return TaskOutput(metrics, {self.name: stats}, {**sample_counts(entries), "parse_failures": stats.failures},
                           files, decode_failures(entries, self.cfg.max_examples),
-                          timelines=spread(timelines, self.cfg.plot_samples))
+                          timelines=timelines, rows=rows, baselines=tvg_baselines(rows, gt, sample))

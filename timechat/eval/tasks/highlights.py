@@ -240,6 +240,11 @@ def read_qvhighlights_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def _clip_seconds(clips: Sequence[int]) -> list[float]:
+    """Start seconds of 2-s clips (for the per-sample table)."""
+    return [k * VHD_CLIP_SECONDS for k in clips]
+
+
 class HighlightTask(EvalTask):
     """QVHighlights highlight detection (the original's `eval_vhd.py`: HL-min-VeryGood mAP / HIT@1, ...)."""
 
@@ -275,26 +280,38 @@ class HighlightTask(EvalTask):
         stats = self.parse_stats()
         gt_rows = read_qvhighlights_jsonl(self.gt_path)
         gt_by_qid = {r["qid"]: r for r in gt_rows}
-        preds, saliency = [], []
+        preds, saliency, rows = [], [], []
         for e in entries:
             m = e["meta"]
             duration = float(m["duration"])
             zeros = [0.0] * int(duration / VHD_CLIP_SECONDS)
             scores = zeros
+            status = "video not decoded"
             if "error" not in e:
                 res = count_parse(stats, format_vhd_output(e["answer"], duration), e["answer"], e["id"])
                 scores = res.value if res.ok else zeros
+                status = "ok" if res.ok else f"unparseable: {res.reason}"
             preds.append({"qid": m["qid"], "query": m["query"], "vid": m["vid"], "pred_saliency_scores": scores})
             g = gt_by_qid.get(m["qid"])
+            per_clip = None
             if g is not None:
                 per_clip = [0.0] * len(zeros)
                 for cid, s in zip(g.get("relevant_clip_ids", []), g.get("saliency_scores", [])):
                     if 0 <= cid < len(per_clip):
                         per_clip[cid] = sum(s) / len(s) if isinstance(s, list) and s else float(s or 0)
                 saliency.append({"label": f"{m['qid']}: {m['query']}"[:60], "gt": per_clip, "pred": scores})
+            top = max(range(len(scores)), key=lambda k: scores[k]) if scores and max(scores) > 0 else None
+            rows.append({"id": e["id"], "video": Path(e["video"]).name, "query": m["query"],
+                         "gt": _clip_seconds([k for k, v in enumerate(per_clip or []) if v > 0]),
+                         "pred": _clip_seconds([k for k, v in enumerate(scores) if v > 0]),
+                         "score": (per_clip[top] if per_clip and top is not None else 0.0) if per_clip else None,
+                         "score_name": "gt saliency of the top predicted clip", "status": status,
+                         "duration": duration, "answer": e.get("answer", e.get("error"))})
         files = {"raw": self._raw_results(entries, out_dir),
                  "predictions": write_json(out_dir / f"fmt_{self.file_stem()}", preds)}
         metrics = vhd_metrics(preds, gt_rows)
+        uniform = [{**p, "pred_saliency_scores": [1.0] * len(p["pred_saliency_scores"])} for p in preds]
         return TaskOutput(metrics, {self.name: stats}, {**sample_counts(entries), "parse_failures": stats.failures},
                           files, decode_failures(entries, self.cfg.max_examples),
-                          saliency=spread(saliency, self.cfg.plot_samples))
+                          saliency=spread(saliency, self.cfg.plot_samples), rows=rows,
+                          baselines={"uniform saliency": vhd_metrics(uniform, gt_rows)})
