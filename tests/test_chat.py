@@ -393,6 +393,14 @@ def test_cli_missing_checkpoint_is_one_line(videos, tmp_path, capsys):
     assert err.count("\n") == 1 and str(missing) in err and "Traceback" not in err
 
 
+def test_cli_7b_config_without_checkpoints_names_the_missing_file(videos, tmp_path, capsys):
+    rc = main(["--video", str(videos / "syn_test_00000.mp4"), "--question", "q", "--cfg-path",
+               str(REPO / "eval_configs" / "timechat_tvg_charades.yaml"), f"paths.ckpt_root={tmp_path / 'ckpt'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert str(tmp_path / "ckpt") in err and "not found" in err
+
+
 def test_cli_default_config_says_what_to_train(videos, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     rc = main(["--video", str(videos / "syn_test_00000.mp4"), "--question", "q",

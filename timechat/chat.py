@@ -310,6 +310,14 @@ def session_from_args(args: argparse.Namespace) -> ChatSession:
     return ChatSession(model, tokenizers, ecfg, device)
 
 
+def startup_errors() -> tuple[type[BaseException], ...]:
+    """The errors of building a model or reading a video that name their cause (shown as one line)."""
+    from timechat.checkpoint import CheckpointError
+    from timechat.data.tokenization import TokenizerLoadError
+
+    return (OSError, KeyError, ValueError, VideoDecodeError, TokenizerLoadError, CheckpointError)
+
+
 def one_line_error(exc: BaseException, default_config: bool) -> str:
     """`exc` as one line (no traceback); with the default config, how to train the missing model."""
     msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -402,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         session = session_from_args(args)
         session.load_video(args.video)
-    except (OSError, KeyError, ValueError, VideoDecodeError) as exc:
+    except startup_errors() as exc:
         print(one_line_error(exc, args.cfg_path is None), file=sys.stderr)
         return 2
     if args.question is not None:

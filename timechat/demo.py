@@ -30,6 +30,7 @@ from timechat.chat import (
     answer_spans,
     one_line_error,
     session_from_args,
+    startup_errors,
     task_question,
 )
 from timechat.data.video import VideoDecodeError
@@ -235,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         session = session_from_args(args)
-    except (OSError, KeyError, ValueError) as exc:
+    except startup_errors() as exc:
         print(one_line_error(exc, args.cfg_path is None), file=sys.stderr)
         return 2
     examples = default_examples(session)
