@@ -8,7 +8,8 @@ README shows (docs/demo.png).
 The tiny model is random except that it was fitted, in a few dozen steps, to answer this one
 question with the video's annotated span: the test is about the page, not the model.
 
-Marked ``browser``; skipped when chromium, chromedriver, gradio or selenium is missing.
+Marked ``browser``; skipped when chromium, chromedriver, gradio or selenium is missing (an error
+instead with ``TIMECHAT_REQUIRE_BROWSER=1``, as in CI).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def _missing() -> str | None:
 
 
 if _missing():
+    # CI sets TIMECHAT_REQUIRE_BROWSER=1 so that a broken browser install fails instead of skipping
+    if os.environ.get("TIMECHAT_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(f"TIMECHAT_REQUIRE_BROWSER=1 but {_missing()}")
     pytest.skip(_missing(), allow_module_level=True)
 
 
