@@ -63,17 +63,16 @@ def write_tiny_model(out: Path, teach: tuple[str, str, str] | None = None, steps
     from safetensors.torch import save_file
 
     from timechat.checkpoint import trainable_state_dict
-    from timechat.chat import session_from_args
+    from timechat.chat import load_session
     from timechat.config import load_config, resolve_config
 
-    args = SimpleNamespace(cfg_path=str(CFG), overrides=tiny_overrides(**{"eval.checkpoint": "null"}), sample=False,
-                           temperature=None, top_p=None, seed=None, max_new_tokens=None, device="cpu")
-    session = session_from_args(args)
+    overrides = tiny_overrides(**{"eval.checkpoint": "null"})
+    session = load_session(str(CFG), overrides, device="cpu")
     if teach is not None:
         _teach(session, *teach, steps=steps)
     out.mkdir(parents=True, exist_ok=True)
     save_file(trainable_state_dict(session.engine.model), str(out / "trainable.safetensors"))
-    model_section = resolve_config(load_config(CFG, args.overrides))["model"]
+    model_section = resolve_config(load_config(CFG, overrides))["model"]
     (out / "config.yaml").write_text(OmegaConf.to_yaml({"model": model_section}))
     return out
 
@@ -243,11 +242,10 @@ def videos(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def session(videos) -> ChatSession:
-    from timechat.chat import session_from_args
+    from timechat.chat import load_session
 
-    args = SimpleNamespace(cfg_path=str(CFG), overrides=tiny_overrides(**{"eval.checkpoint": "null"}), sample=False,
-                           temperature=None, top_p=None, seed=None, max_new_tokens=None, device="cpu")
-    s = session_from_args(args)
+    overrides = tiny_overrides(**{"eval.checkpoint": "null"})
+    s = load_session(str(CFG), overrides, device="cpu")
     s.load_video(videos / "syn_test_00000.mp4")
     return s
 
@@ -354,11 +352,10 @@ def test_cli_answers_once(tiny_ckpt, videos, capsys):
     out = capsys.readouterr()
     assert rc == 0, out.err
     # same model, same question: the library's answer
-    args = SimpleNamespace(cfg_path=str(CFG), overrides=tiny_overrides(**{"eval.checkpoint": tiny_ckpt}), sample=False,
-                           temperature=None, top_p=None, seed=None, max_new_tokens=None, device="cpu")
-    from timechat.chat import session_from_args
+    overrides = tiny_overrides(**{"eval.checkpoint": tiny_ckpt})
+    from timechat.chat import load_session
 
-    s = session_from_args(args)
+    s = load_session(str(CFG), overrides, device="cpu")
     s.load_video(videos / "syn_test_00000.mp4")
     assert out.out.splitlines()[0] == s.ask("When does the red square appear?")
 
@@ -428,3 +425,22 @@ def test_python_m_timechat_chat(tiny_ckpt, videos):
                           capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
+
+
+def test_cli_decoding_options_reach_the_eval_config(monkeypatch):
+    import argparse
+
+    from timechat import chat
+
+    seen = {}
+    monkeypatch.setattr(chat, "load_session", lambda cfg_path, overrides, **changes: seen.update(
+        cfg_path=cfg_path, overrides=list(overrides), **changes))
+    parser = argparse.ArgumentParser()
+    chat.add_model_arguments(parser)
+    chat.session_from_args(parser.parse_args(["--sample", "--temperature", "0.7", "--top-p", "0.9", "--seed", "5",
+                                              "--max-new-tokens", "64", "eval.num_frames=32"]))
+    assert seen == {"cfg_path": None, "overrides": ["eval.num_frames=32"], "do_sample": True, "temperature": 0.7,
+                    "top_p": 0.9, "seed": 5, "max_new_tokens": 64}
+    seen.clear()
+    chat.session_from_args(parser.parse_args([]))
+    assert seen == {"cfg_path": None, "overrides": []}  # greedy unless the config or --sample says otherwise

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from timechat.chat import Span, session_from_args
+from timechat.chat import Span, load_session
 from timechat.demo import Demo, thumbnails, timeline_html
 
 from test_chat import CFG, synthetic_videos, tiny_overrides
@@ -18,10 +18,9 @@ from test_chat import CFG, synthetic_videos, tiny_overrides
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    args = SimpleNamespace(cfg_path=str(CFG), overrides=tiny_overrides(**{"eval.checkpoint": "null"}), sample=False,
-                           temperature=None, top_p=None, seed=None, max_new_tokens=None, device="cpu")
+    overrides = tiny_overrides(**{"eval.checkpoint": "null"})
     videos = synthetic_videos(tmp_path_factory.mktemp("demovid"))
-    return Demo(session_from_args(args)), videos
+    return Demo(load_session(str(CFG), overrides, device="cpu")), videos
 
 
 def test_timeline_places_thumbnails_and_spans():

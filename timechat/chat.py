@@ -287,27 +287,36 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, as evaluate.py")
 
 
-def session_from_args(args: argparse.Namespace) -> ChatSession:
-    """Build the model of `args.cfg_path` + overrides (as `evaluate.py` does) and a session on it.
+def load_session(cfg_path: str | os.PathLike | None = None, overrides: Sequence[str] = (), **eval_changes: Any
+                 ) -> ChatSession:
+    """Build the model of a config + `key=value` overrides (as `evaluate.py` does) and a session on it.
 
+    Args:
+        cfg_path: an eval config; None: `DEFAULT_CONFIG` (the tiny model of the README's main command).
+        overrides: `key=value` strings, e.g. ``["eval.num_frames=32"]``.
+        eval_changes: `EvalConfig` fields to set last (``do_sample=True``, ``temperature=0.7``, ``device="cuda"``).
     Raises:
-        FileNotFoundError / KeyError / ValueError naming the missing file or the bad key.
+        FileNotFoundError / KeyError / ValueError (see `startup_errors`) naming the missing file or the bad key.
     """
     from timechat.config import eval_config, load_config, resolve_config
     from timechat.eval.run import build_eval_model
 
-    cfg = load_config(args.cfg_path or DEFAULT_CONFIG, list(args.overrides))
+    cfg = load_config(cfg_path or DEFAULT_CONFIG, list(overrides))
     if "eval" not in cfg or "model" not in cfg:
-        raise KeyError(f"{args.cfg_path}: an eval config needs 'model' and 'eval' sections")
-    ecfg = eval_config(cfg)
-    changes = {"do_sample": args.sample or ecfg.do_sample, "batch_size": 1}
-    for key in ("temperature", "top_p", "seed", "max_new_tokens", "device"):
-        if getattr(args, key) is not None:
-            changes[key] = getattr(args, key)
-    ecfg = dataclasses.replace(ecfg, **changes)
+        raise KeyError(f"{cfg_path}: an eval config needs 'model' and 'eval' sections")
+    ecfg = dataclasses.replace(eval_config(cfg), batch_size=1, **eval_changes)
     device = torch.device(ecfg.device if ecfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     model, tokenizers, _, _ = build_eval_model(resolve_config(cfg), ecfg, device)
     return ChatSession(model, tokenizers, ecfg, device)
+
+
+def session_from_args(args: argparse.Namespace) -> ChatSession:
+    """`load_session` with the options of `add_model_arguments`."""
+    changes = {"do_sample": True} if args.sample else {}
+    for key in ("temperature", "top_p", "seed", "max_new_tokens", "device"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
+    return load_session(args.cfg_path, args.overrides, **changes)
 
 
 def startup_errors() -> tuple[type[BaseException], ...]:
