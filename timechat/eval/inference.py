@@ -40,7 +40,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -82,6 +82,17 @@ class EvalSample:
     prompt: str
     post_check: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AnswerRound:
+    """What one `InferenceEngine.answer_round` call rendered and decoded, per conversation."""
+
+    prompts: list[str]
+    segment_ids: list[list[list[int]]]
+    """Token ids of the prompt pieces around `<ImageHere>` (BOS on the first)."""
+    generated_ids: list[list[int]]
+    answers: list[str]
 
 
 def check_unique_ids(samples: Sequence[EvalSample]) -> None:
@@ -206,6 +217,24 @@ class RankWriter:
 # --------------------------------------------------------------------------------------------
 
 
+def decode_video(path: str | os.PathLike, num_frames: int, image_size: int,
+                 loader: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Decode one video as evaluation does: frames (uniform, or the sample's own `loader`, e.g. MVBench's
+    segment sampler; see `timechat.data.video.load_eval_clip`), eval transform, timestamp sentences.
+
+    Returns:
+        (the `timechat.data.video` clip, `{pixels (C, T, H, W), msg, sentences, num_frames}`).
+    Raises:
+        whatever `load_video` raises for a file it cannot decode (`VideoDecodeError` and others).
+    """
+    from timechat.data.transforms import eval_transform
+    from timechat.data.video import load_eval_clip
+
+    clip = load_eval_clip(path, loader, num_frames, image_size)
+    return clip, {"pixels": eval_transform(clip.frames), "msg": clip.msg, "sentences": clip.sentences,
+                  "num_frames": len(clip.indices)}
+
+
 class VideoItems(torch.utils.data.Dataset):
     """Decoded, transformed videos of the samples, with their timestamp sentences.
 
@@ -221,18 +250,13 @@ class VideoItems(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from timechat.data.transforms import eval_transform
-        from timechat.data.video import VideoDecodeError, load_eval_clip
+        from timechat.data.video import VideoDecodeError
 
         sample = self.samples[index]
         t0 = time.perf_counter()
         item: dict[str, Any] = {"index": index}
         try:
-            clip = load_eval_clip(sample.video, sample.meta.get("loader"), self.num_frames, self.image_size)
-            item["pixels"] = eval_transform(clip.frames)  # (C, T, H, W)
-            item["msg"] = clip.msg
-            item["sentences"] = clip.sentences
-            item["num_frames"] = len(clip.indices)
+            item.update(decode_video(sample.video, self.num_frames, self.image_size, sample.meta.get("loader"))[1])
         except VideoDecodeError as exc:
             item["error"], item["error_type"] = str(exc), exc.reason
         except Exception as exc:  # any other decode/transform failure is recorded, never fatal
@@ -304,12 +328,12 @@ class InferenceEngine:
         self.stats: dict[str, Any] = {}
 
     # -- helpers -----------------------------------------------------------------------------
-    def _autocast(self):
+    def autocast(self):
         if self.cfg.precision in AUTOCAST_DTYPES:
             return torch.autocast(device_type=self.device.type, dtype=AUTOCAST_DTYPES[self.cfg.precision])
         return contextlib.nullcontext()
 
-    def _gen_config(self, batch_index: int, round_index: int) -> GenerationConfig:
+    def generation_config(self, batch_index: int, round_index: int) -> GenerationConfig:
         c = self.cfg
         return GenerationConfig(
             max_new_tokens=c.max_new_tokens, do_sample=c.do_sample, temperature=c.temperature,
@@ -448,7 +472,7 @@ class InferenceEngine:
                 e["timing"].update(batch_s=round(dt, 4), batch_size=len(ok))
         return [entries[it["index"]] for it in items]
 
-    def _encode(self, ok: list[dict[str, Any]]) -> list[torch.Tensor]:
+    def encode_videos(self, ok: list[dict[str, Any]]) -> list[torch.Tensor]:
         """Video tokens per item: one batched call if every video has the same frame count."""
         calls = inference_timestamps([it["sentences"] for it in ok], self.ts_tok)
         dev = self.device
@@ -460,9 +484,32 @@ class InferenceEngine:
             ts = [{k: v.to(dev) for k, v in t.items()} for t in calls.per_video()]  # per item (T, L)
         return self.model.encode_batch_videos({"images": images, "timestamps": ts})
 
+    def answer_round(self, states: Sequence[ChatState], video: Sequence[torch.Tensor], gen_cfg: GenerationConfig,
+                     on_token: Callable[[torch.Tensor], None] | None = None) -> AnswerRound:
+        """One `Chat.answer` call: render each state's prompt, decode left-padded, post-process.
+
+        Each state gets its answer stored (`ChatState.set_answer`) for the next round.
+
+        Args:
+            states: conversations whose last message is the pending user turn.
+            video: per state, its video tokens (`encode_videos`).
+            gen_cfg: decoding settings.
+            on_token: called with the (B,) ids of every decoding step (streaming).
+        """
+        prompts = [st.prompt_for_answer() for st in states]
+        segs = [segment_ids(p, self.llama_tok) for p in prompts]
+        embeds, mask = self.model.build_context_embeds(segs, list(video))
+        out = generate(self.model.llama_model, embeds, mask, gen_cfg, on_token=on_token)
+        answers = []
+        for row, st in zip(out.sequences.tolist(), states):
+            text = postprocess_answer(row, self.llama_tok)
+            st.set_answer(text)
+            answers.append(text)
+        return AnswerRound(prompts, segs, out.sequences.tolist(), answers)
+
     def _generate(self, samples: Sequence[EvalSample], ok: list[dict[str, Any]], batch_index: int) -> list[list[str]]:
-        with self._autocast():
-            video = self._encode(ok)
+        with self.autocast():
+            video = self.encode_videos(ok)
             states = []
             for it in ok:
                 st = ChatState(system=self.system)
@@ -473,13 +520,9 @@ class InferenceEngine:
             active = list(range(len(ok)))
             round_index = 0
             while active:
-                prompts = [states[i].prompt_for_answer() for i in active]
-                segs = [segment_ids(p, self.llama_tok) for p in prompts]
-                embeds, mask = self.model.build_context_embeds(segs, [video[i] for i in active])
-                out = generate(self.model.llama_model, embeds, mask, self._gen_config(batch_index, round_index))
-                for row, i in zip(out.sequences.tolist(), active):
-                    text = postprocess_answer(row, self.llama_tok)
-                    states[i].set_answer(text)
+                done = self.answer_round([states[i] for i in active], [video[i] for i in active],
+                                         self.generation_config(batch_index, round_index))
+                for text, i in zip(done.answers, active):
                     rounds[i].append(text)
                 # Post-check: a second round in the same conversation for samples that have one.
                 nxt = []

@@ -10,6 +10,7 @@ from `cumsum(mask) - 1` (padding positions set to 1), exactly what HF computed f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import inspect
 
@@ -70,6 +71,7 @@ def generate(
     *,
     keep_scores: bool = False,
     keep_prefill_logits: bool = False,
+    on_token: Callable[[torch.Tensor], None] | None = None,
 ) -> GenerationOutput:
     """Decode from left-padded context embeddings.
 
@@ -78,6 +80,8 @@ def generate(
         inputs_embeds: (B, L, D) context, left padded.
         attention_mask: (B, L) 1 for real positions.
         cfg: decoding settings.
+        on_token: called with each step's (B,) ids as soon as they are chosen (streaming); it
+            does not change what is decoded.
     Returns:
         `GenerationOutput`; finished rows are filled with `pad_token_id` after their EOS.
     """
@@ -114,6 +118,8 @@ def generate(
             nxt = logits.argmax(-1)
         nxt = nxt.masked_fill(finished, cfg.pad_token_id)
         tokens.append(nxt)
+        if on_token is not None:
+            on_token(nxt)
         finished |= nxt == cfg.eos_token_id
         if bool(finished.all()) or step == cfg.max_new_tokens - 1:
             break
