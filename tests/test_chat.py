@@ -416,6 +416,7 @@ def test_cli_bad_video_is_one_line(tiny_ckpt, tmp_path, capsys):
     assert rc == 2 and err.count("\n") == 1 and str(bad) in err
 
 
+@pytest.mark.slow  # a subprocess that builds the model (~10 s); CI runs it
 def test_python_m_timechat_chat(tiny_ckpt, videos):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -214,6 +214,7 @@ def test_torchrun_one_message_from_rank0(data_root, tmp_path):
     assert proc.stderr.count("preflight of ") == 1 and proc.stderr.count("eval.num_frames ") == 1
 
 
+@pytest.mark.slow  # a shell script + python subprocess (~11 s); CI runs it
 def test_eval_script_finds_the_project_venv_without_an_activated_one(tmp_path):
     """`bash scripts/eval_tvg.sh` with a PATH that has no venv: the project's .venv python runs the
     preflight (missing checkpoints listed), not `No module named torch`."""

@@ -44,6 +44,7 @@ def test_fixture_kind_from_the_folder_files(tool, tmp_path):
         tool.fixture_kind(tmp_path)
 
 
+@pytest.mark.slow  # a subprocess of the tool (~10 s); CI runs it
 def test_benchmarks_kind_without_tokenizers_cannot_be_checked(parity_tool, tmp_path):
     """The kind is checked now (tests/test_reference_benchmarks.py); a manifest it cannot read is exit 2."""
     fixture = tmp_path / "reference_benchmarks"

@@ -27,7 +27,7 @@ import pytest
 
 from test_chat import CFG, REPO, synthetic_videos, tiny_overrides, write_tiny_model
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a real Chromium session (~40 s); CI runs it
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 CHROMEDRIVER = shutil.which("chromedriver")

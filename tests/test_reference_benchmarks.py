@@ -52,6 +52,7 @@ def _small_copy(src: Path, dst: Path) -> tuple[dict, str]:
     return manifest, bench
 
 
+@pytest.mark.slow  # a second full run of the benchmarks fixture (~14 s); CI runs it
 def test_tampered_copy_fails_on_that_row(parity_tool, reference_benchmarks_dir, tmp_path):
     manifest, bench = _small_copy(reference_benchmarks_dir, tmp_path / "fixture")
     case = manifest["benchmarks"][bench]["cases"][0]

@@ -40,6 +40,7 @@ def test_reference_cases_tvg_vhd(reference_metrics_dir):
     _assert_reference_cases(reference_metrics_dir, {"tvg", "vhd"})
 
 
+@pytest.mark.slow  # 30-90 s of JVM work (PTB tokenizer + METEOR) on 2 cores; CI runs it, the parity tool checks the same cases
 def test_reference_cases_dvc(reference_metrics_dir):
     """DVC scores with METEOR 1.5 and the Stanford PTB tokenizer: the only cases that need Java."""
     if not java_available():

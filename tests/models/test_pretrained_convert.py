@@ -104,6 +104,7 @@ def test_conversion_reads_pth_files_safely(reference_model_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # three converter subprocesses (~19 s); CI runs it
 def test_cli_round_trip_and_merged_export_refused(reference_model_dir, tmp_path):
     cfg = tmp_path / "model.yaml"
     section = fixture_section(reference_model_dir)
@@ -210,6 +211,7 @@ def test_evaluate_from_a_directory_gives_the_same_answers(tmp_path):
     assert first["metrics"] == second["metrics"]
 
 
+@pytest.mark.slow  # a second model-fixture parity run through a directory (~12 s); CI runs it
 def test_parity_tool_via_pretrained(reference_model_dir, reference_model_parity, tmp_path):
     """Every stage of the normal run, within the same tolerances, on the model loaded from a directory."""
     from timechat.reference.compare import ParityRow
