@@ -1,4 +1,4 @@
-"""Durable, atomic file writes: the one home for temp-file + ``os.replace``.
+"""Durable, atomic file writes (the one home for temp-file + ``os.replace``) and the one JSON reader.
 
 Every output that a later run reads back (configs, eval results and reports, synthetic videos and
 annotations, feature-cache arrays, checkpoints) is written through these helpers, so that a
@@ -17,7 +17,65 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "fsync_dir", "fsync_file"]
+__all__ = [
+    "DataFileError",
+    "atomic_path",
+    "atomic_write_json",
+    "atomic_write_text",
+    "fsync_dir",
+    "fsync_file",
+    "read_json",
+    "read_jsonl",
+]
+
+
+class DataFileError(ValueError):
+    """A JSON/JSONL file that cannot be read: the message names the file (and the line or offset)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataFileError(path, "file not found") from None
+    except IsADirectoryError:
+        raise DataFileError(path, "is a directory, expected a file") from None
+    except UnicodeDecodeError as exc:
+        raise DataFileError(path, f"not valid UTF-8 at byte {exc.start} ({exc.reason})") from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse one JSON document; any failure is a `DataFileError` naming ``path`` and the position."""
+    path = Path(path)
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFileError(path, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def read_jsonl(path: str | os.PathLike, *, strip: str | None = None) -> list[Any]:
+    """Parse a JSON-lines file (blank lines skipped); a bad line raises `DataFileError` with its number.
+
+    ``strip`` is passed to ``str.strip`` for each line (``"\n"`` reproduces readers that strip only
+    the newline); by default all surrounding whitespace is stripped.
+    """
+    path = Path(path)
+    out = []
+    for lineno, line in enumerate(_read_text(path).split("\n"), 1):
+        line = line.strip(strip) if strip is not None else line.strip()
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataFileError(path, f"invalid JSON on line {lineno} column {exc.colno}: {exc.msg}") from None
+    return out
 
 
 def fsync_file(path: str | os.PathLike) -> None:
