@@ -89,8 +89,15 @@ R_DVC_PDB = "'start time X, end time Y' format: the original format_dvc.py stops
 _DVC_START_FIELD_RE = re.compile(rf"\bstart(?:ing)? time\s*:\s*({NUM})")
 _DVC_END_FIELD_RE = re.compile(rf"\bend(?:ing)? time\s*:\s*({NUM})")
 _DVC_DESCRIPTION_RE = re.compile(r"description\s*:\s*(.*)")
-_DVC_BULLET_RE = re.compile(r"^\s*\*\s*(.+)$", re.MULTILINE)
-_DVC_PDB_RE = re.compile(rf"\bstart time\s*({NUM})[^,\n]*,\s*end time\s*({NUM})")
+# The original's bullet pattern is r"^\s*\*\s*(.+)$"; its leading \s* also crossed blank lines, which
+# finds the same bullets but rescans every run of blank lines once per line (quadratic). Starting
+# the match on the bullet's own line gives the same captions in linear time.
+_DVC_BULLET_RE = re.compile(r"^[^\S\n]*\*\s*(.+)$", re.MULTILINE)
+# The original's pdb pattern, r"start time\s*X[^,\n]*,\s*end time\s*Y", split in two (see
+# `_is_pdb_format`): as one regex it rescans the rest of the line from every "start time".
+_DVC_PDB_START_RE = re.compile(rf"\bstart time\s*{NUM}")
+_DVC_PDB_END_RE = re.compile(rf",\s*end time\s*{NUM}")
+_LINE_OR_COMMA_RE = re.compile(r"[,\n]")
 # Half-width of the window built around a single time point in the last-resort branch.
 _DVC_POINT_HALF_WINDOW = 20.0
 
@@ -134,6 +141,26 @@ def _dvc_from_fields(paragraph: str) -> ParseResult | None:
     if not events:
         return ParseResult.failure(R_DVC_NO_CAPTION if not captions else R_DVC_NO_EVENT)
     return ParseResult.success(events)
+
+
+def _is_pdb_format(paragraph: str) -> bool:
+    """Whether the original's ``start time X[^,\\n]*, end time Y`` pattern occurs, in linear time.
+
+    After ``start time X`` the pattern can only continue at the first ``,`` or newline that follows;
+    every ``start time X`` that ends before that same character shares its verdict, so each stretch
+    of text is scanned once.
+    """
+    stop = -1  # where the previous "start time X" ran into a comma or a line end
+    for start in _DVC_PDB_START_RE.finditer(paragraph):
+        if start.end() <= stop:
+            continue  # same stop character as the previous one, which did not match
+        found = _LINE_OR_COMMA_RE.search(paragraph, start.end())
+        if found is None:
+            return False
+        stop = found.start()
+        if _DVC_PDB_END_RE.match(paragraph, stop):
+            return True
+    return False
 
 
 def _point_window(t: float) -> tuple[float, float]:
@@ -210,7 +237,7 @@ def format_dvc_output(text: str) -> ParseResult:
     fields_result = _dvc_from_fields(paragraph)
     if fields_result is not None:
         return fields_result
-    if _DVC_PDB_RE.search(paragraph):
+    if _is_pdb_format(paragraph):
         return ParseResult.failure(R_DVC_PDB)
     return _dvc_last_resort(paragraph)
 
