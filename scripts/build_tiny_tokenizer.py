@@ -29,11 +29,12 @@ def corpus_lines() -> list[str]:
     from timechat.eval.tasks.egoschema import EGOSCHEMA_TEMPLATE
     from timechat.eval.tasks.mvbench import MVBENCH_ANSWER_INSTRUCTION
     from timechat.eval.tasks.prompts import TASK_PROMPTS
+    from timechat.io import read_json
 
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         summary = generate_synthetic_dataset(tmp, SyntheticConfig(seed=0, num_train=60, num_val=0, num_test=0, size=32))
-        for item in json.loads(Path(summary.train_all).read_text()):
+        for item in read_json(Path(summary.train_all)):
             for qa in item["QA"]:
                 lines += [qa["q"], qa["a"]]
     # The evaluation texts: the system texts (twice, as ever), the QA templates and every task prompt.

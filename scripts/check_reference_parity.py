@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from timechat.io import read_json  # noqa: E402
 from timechat.reference.compare import ParityRow, format_rows  # noqa: E402
 
 
@@ -44,7 +45,7 @@ def fixture_kind(fixture_dir: Path) -> str:
     """The fixture layout of a folder, from its manifest.json or expected.json."""
     manifest_path = fixture_dir / "manifest.json"
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_json(manifest_path)
         if "model" in manifest and "tensors" in manifest:
             return "reference_model"
         if "benchmarks" in manifest:
@@ -55,7 +56,7 @@ def fixture_kind(fixture_dir: Path) -> str:
                          "manifest")
     expected_path = fixture_dir / "expected.json"
     if expected_path.is_file():
-        if "cases" in json.loads(expected_path.read_text()):
+        if "cases" in read_json(expected_path):
             return "reference_metrics"
         raise ValueError(f"{expected_path} has no 'cases': not a reference_metrics fixture")
     raise FileNotFoundError(f"neither {manifest_path} nor {expected_path} found")

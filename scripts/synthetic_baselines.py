@@ -28,12 +28,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from timechat.data.synthetic import load_events  # noqa: E402
+from timechat.io import read_json  # noqa: E402
 from timechat.metrics import tvg_metrics  # noqa: E402
 
 
 def baselines(data: Path, split: str = "test") -> dict[str, dict[str, float]]:
-    gt = json.loads((data / "annotations" / f"tvg_{split}.caption_coco_format.json").read_text())
-    train = json.loads((data / "annotations" / "tvg_train.caption_coco_format.json").read_text())["annotations"]
+    gt = read_json(data / "annotations" / f"tvg_{split}.caption_coco_format.json")
+    train = read_json(data / "annotations" / "tvg_train.caption_coco_format.json")["annotations"]
     videos = load_events(data, split)
     durations = {v["file"]: float(v["duration"]) for v in videos}
     mean_s = sum(a["timestamp"][0] for a in train) / len(train)
@@ -59,7 +60,7 @@ def baselines(data: Path, split: str = "test") -> dict[str, dict[str, float]]:
 
 def by_event_rank(data: Path, predictions: dict, split: str = "test") -> dict[str, dict[str, float]]:
     """R1@0.5 of `predictions` per rank of the queried event in its video ("1", "2", ...)."""
-    gt = json.loads((data / "annotations" / f"tvg_{split}.caption_coco_format.json").read_text())["annotations"]
+    gt = read_json(data / "annotations" / f"tvg_{split}.caption_coco_format.json")["annotations"]
     # Events of one video never overlap, so (video file, span) names one event.
     ranks = {(v["file"], (e["start"], e["end"])): k + 1 for v in load_events(data, split) for k, e in enumerate(v["events"])}
     groups: dict[int, list] = {}
@@ -82,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     result = baselines(args.data, args.split)
     if args.predictions:
-        result["model_by_event_rank"] = by_event_rank(args.data, json.loads(args.predictions.read_text()), args.split)
+        result["model_by_event_rank"] = by_event_rank(args.data, read_json(args.predictions), args.split)
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

@@ -24,7 +24,6 @@ Warnings (a few sampled videos missing) are printed but do not stop a run.
 
 from __future__ import annotations
 
-import json
 import os
 import string
 import sys
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
+
+from timechat.io import DataFileError, read_json, read_jsonl
 
 README_CKPT = 'README "Checkpoints layout (real recipe)"'
 README_DATA = 'README "Data layout (real recipe)"'
@@ -269,16 +270,9 @@ def _check_prompts(c: _Collector, ecfg: Any) -> None:
 
 def _peek_json(c: _Collector, key: str, path: Path) -> Any:
     try:
-        if path.suffix == ".jsonl":
-            rows = []
-            with path.open(encoding="utf-8") as f:
-                for line in f:
-                    if line.strip():
-                        rows.append(json.loads(line))
-            return rows
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        c.add(key, f"not valid JSON{' Lines' if path.suffix == '.jsonl' else ''} ({exc})", path)
+        return read_jsonl(path) if path.suffix == ".jsonl" else read_json(path)
+    except DataFileError as exc:
+        c.add(key, f"not valid JSON{' Lines' if path.suffix == '.jsonl' else ''} ({exc.reason})", path)
         return None
 
 

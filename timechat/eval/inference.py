@@ -50,7 +50,7 @@ from timechat.data.collate import inference_timestamps
 from timechat.data.conversation import ChatState, postprocess_answer, segment_ids
 from timechat.eval.tasks.common import resolve_system
 from timechat.models.generation import GenerationConfig, generate
-from timechat.io import atomic_write_json
+from timechat.io import atomic_write_json, read_json
 from timechat import distributed as dist_utils
 from timechat.logs import Progress
 
@@ -348,7 +348,7 @@ class InferenceEngine:
         path = self.output_dir / SIGNATURE_FILE
         sig = run_signature(self.signature)
         if path.is_file():
-            old = json.loads(path.read_text(encoding="utf-8"))
+            old = read_json(path)
             if old.get("signature") != sig and self.cfg.resume:
                 changed = sorted(k for k in set(old.get("settings", {})) | set(self.signature)
                                  if json.dumps(old.get("settings", {}).get(k), sort_keys=True, default=str)

@@ -1,8 +1,12 @@
 """Command line for the metrics: ``python -m timechat.metrics {dvc,tvg,vhd} --gt GT --pred PRED``.
 
-Prints ONE JSON object (metric name -> full-precision value) on stdout and exits 0. Where the
-original script crashes, prints ``error: <file>: <what is wrong>`` on stderr and exits 2 (no
-traceback). Flags beyond the original's, each off by default so the default behaviour matches it:
+Prints ONE JSON object (metric name -> full-precision value, plus ``invalid_predictions``: how many
+predictions were scored as misses because a timestamp, window or score is NaN, infinite, not a
+number, or has start > end) on stdout and exits 0. Each invalid prediction is listed on stderr
+(``invalid prediction <id>: <reason>``). When EVERY prediction of the file is invalid the JSON is
+still printed but the exit status is 4: such a run measures nothing. Where the original script
+crashes (or a file cannot be read), prints ``error: <file>: <what is wrong>`` on stderr and exits 2
+(no traceback); Java missing for DVC exits 3. Flags beyond the original's, each off by default so the default behaviour matches it:
 
 * dvc ``--split {train,val,test}``: the SODA_c split; default: from the gt file name as the
   original (``val.xxx.json`` -> val), which fails for other names.
@@ -18,7 +22,7 @@ import argparse
 import json
 import sys
 
-from timechat.metrics._common import MetricInputError
+from timechat.metrics._common import InvalidPrediction, MetricInputError
 from timechat.metrics._java import JavaUnavailableError
 
 
@@ -54,28 +58,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace) -> dict[str, float]:
+def _run(args: argparse.Namespace, invalid: list[InvalidPrediction]) -> tuple[dict[str, float], int]:
+    """The metrics and the number of predictions in the file (each scored one or invalid)."""
     if args.task == "tvg":
         from timechat.metrics.tvg import load_tvg_gt, load_tvg_pred, tvg_metrics
 
-        return tvg_metrics(load_tvg_pred(args.pred), load_tvg_gt(args.gt), sample=args.sample,
-                           zero_hull_iou=args.zero_hull_iou)
+        pred = load_tvg_pred(args.pred)
+        return tvg_metrics(pred, load_tvg_gt(args.gt), sample=args.sample, zero_hull_iou=args.zero_hull_iou,
+                           invalid=invalid), len(pred)
     if args.task == "vhd":
-        from timechat.metrics.vhd import load_vhd_gt, load_vhd_pred, vhd_metrics
+        from timechat.metrics.vhd import MAX_PRED_WINDOWS, load_vhd_gt, load_vhd_pred, vhd_metrics
 
-        return vhd_metrics(load_vhd_pred(args.pred), load_vhd_gt(args.gt),
-                           out_of_range_clips=args.out_of_range_clips)
+        pred = load_vhd_pred(args.pred)
+        results = vhd_metrics(pred, load_vhd_gt(args.gt), out_of_range_clips=args.out_of_range_clips,
+                              invalid=invalid)
+        # one prediction per saliency list and per scored window (the first 10)
+        total = sum(("pred_saliency_scores" in d) + min(len(d.get("pred_relevant_windows") or []), MAX_PRED_WINDOWS)
+                    for d in pred if isinstance(d, dict))
+        return results, total
     from timechat.metrics.dvc import dvc_metrics, load_dvc_gt, load_dvc_pred, split_from_gt_path
 
     split = args.split or split_from_gt_path(args.gt)
-    return dvc_metrics(load_dvc_pred(args.pred), load_dvc_gt(args.gt), split)
+    pred = load_dvc_pred(args.pred)
+    total = sum(len(v) for v in pred.values() if isinstance(v, list))
+    return dvc_metrics(pred, load_dvc_gt(args.gt), split, invalid=invalid), total
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, compute, print one JSON object; return the exit status."""
     args = _parser().parse_args(argv)
+    invalid: list[InvalidPrediction] = []
     try:
-        results = _run(args)
+        results, total = _run(args, invalid)
     except MetricInputError as e:
         msg = str(e)
         # Errors from the pure functions name the id/key; add the files they came from.
@@ -86,8 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     except JavaUnavailableError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    json.dump(results, sys.stdout)
+    for p in invalid:
+        print(f"invalid prediction {p.id}: {p.reason} [{args.pred}]", file=sys.stderr)
+    json.dump({**results, "invalid_predictions": len(invalid)}, sys.stdout)
     sys.stdout.write("\n")
+    if invalid and len(invalid) >= total:
+        print(f"error: {args.pred}: all {total} predictions are invalid (scored as misses); "
+              "the metrics above measure nothing", file=sys.stderr)
+        return 4
     return 0
 
 

@@ -11,7 +11,9 @@ the Vid2Seq / densevid_eval evaluator) value for value, including its quirks:
   present in the predictions, zipped against *all* gt paragraphs (misaligned when a video is
   missing); letters-only lower-cased words; corpus CIDEr-D and METEOR.
 * detection (``evaluate_detections``): IoU ``inter / (min(hull, len1 + len2) + 1e-8)`` on reordered
-  intervals, ``IoU > t`` for t in 0.3/0.5/0.7/0.9; F1 per video from the mean P and R.
+  intervals, ``IoU > t`` for t in 0.3/0.5/0.7/0.9; F1 per video from the mean P and R. An event
+  whose timestamp holds NaN, an infinity or a non-number is an invalid prediction: IoU 0 with every
+  gt event (it still counts as a prediction), reported through ``invalid=``.
 * dense captions (``match_captions`` / ``evaluate_caption_scores``): each (pred, gt) pair with
   ``IoU >= t`` is scored, an unmatched prediction is paired with a one-token string that matches
   nothing (the original uses a random 10-20 letter string: same scores); CIDEr-D and METEOR are
@@ -45,7 +47,14 @@ from typing import Any
 import numpy as np
 from pycocoevalcap.cider.cider_scorer import CiderScorer
 
-from timechat.metrics._common import MetricInputError, read_coco_gt, read_keyed_predictions
+from timechat.metrics._common import (
+    InvalidPrediction,
+    MetricInputError,
+    interval_problem,
+    read_coco_gt,
+    read_keyed_predictions,
+    report_invalid,
+)
 from timechat.metrics._java import PTB_PUNCTUATIONS, JavaSession
 
 IOU_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
@@ -58,7 +67,13 @@ SPLITS = {"train": 1, "val": 2, "test": 3}
 
 
 def dvc_iou(interval_1: Sequence[float], interval_2: Sequence[float]) -> float:
-    """IoU of ``eval_dvc.iou``: intervals reordered, union ``min(hull, len1 + len2) + 1e-8``."""
+    """IoU of ``eval_dvc.iou``: intervals reordered, union ``min(hull, len1 + len2) + 1e-8``.
+
+    0 when either interval has an end that is not a finite number (see
+    :func:`~timechat.metrics._common.interval_problem`).
+    """
+    if interval_problem(interval_1, ordered=False) or interval_problem(interval_2, ordered=False):
+        return 0.0
     start_1, end_1 = float(min(*interval_1)), float(max(*interval_1))
     start_2, end_2 = float(min(*interval_2)), float(max(*interval_2))
     intersection = max(0, min(end_1, end_2) - max(start_1, start_2))
@@ -211,8 +226,10 @@ def _pred_video(key: str, entries: Any) -> tuple[np.ndarray, list[str]]:
             f"prediction for video {key!r}: timestamps {stamps!r} are ragged "
             f"(every 'timestamp' must be [start, end]); numpy: {e}"
         ) from e
-    if len(stamps) and (segments.ndim != 2 or segments.shape[1] < 1):
-        raise MetricInputError(f"prediction for video {key!r}: every 'timestamp' must be [start, end]")
+    if len(stamps) and (segments.ndim != 2 or segments.shape[1] < 2):
+        # [s] alone: the original fails with "'numpy.int64' object is not iterable"
+        raise MetricInputError(f"prediction for video {key!r}: every 'timestamp' must be [start, end], "
+                               f"got {stamps[0]!r}")
     return segments, captions
 
 
@@ -243,6 +260,7 @@ def dvc_metrics(
     split: str = "val",
     *,
     session: JavaSession | None = None,
+    invalid: list[InvalidPrediction] | None = None,
 ) -> dict[str, float]:
     """Every number ``eval_dvc.py`` prints, unrounded.
 
@@ -252,6 +270,9 @@ def dvc_metrics(
         split: ``"train"``, ``"val"`` or ``"test"``: names the ``SODA_c_<1|2|3>`` key.
         session: a :class:`JavaSession` to reuse (its METEOR process stays up); by default one
             is opened and closed for this call.
+        invalid: a list that receives one `InvalidPrediction` per predicted event (of a gt video)
+            whose timestamp has a start or end that is not a finite number; such an event overlaps
+            nothing (IoU 0) but stays a prediction. None: a warning names them instead.
     Returns:
         ``Para_CIDER, Para_METEOR, CIDER, METEOR, Precision@t, Recall@t (t = 0.3 .. 0.9),
         Precision_Mean, Recall_Mean, F1_Score, SODA_c_<split>, n_preds`` and the ``-100``
@@ -269,26 +290,37 @@ def dvc_metrics(
     if not gt_videos:
         raise MetricInputError("the gt has no videos")
 
+    # Predictions of gt videos, checked before Java starts (the others are ignored, as in the original).
+    found: list[InvalidPrediction] = []
+    pred_videos = {}
+    for key, _, _ in gt_videos:
+        if key in predictions:
+            pred_videos[key] = segs, _ = _pred_video(key, predictions[key])
+            found += [InvalidPrediction(key, f"event {j}: {problem}") for j, seg in enumerate(segs)
+                      if (problem := interval_problem(seg, ordered=False))]
+
     own_session = session is None
     if own_session:
         session = JavaSession()
     try:
         session.start_meteor()  # loads its paraphrase table while Python does the rest
-        return _dvc_metrics(predictions, gt_videos, split_id, session)
+        results = _dvc_metrics(pred_videos, gt_videos, split_id, session)
     finally:
         if own_session:
             session.close()
+    report_invalid(found, invalid)
+    return results
 
 
-def _dvc_metrics(predictions: Mapping[str, Any], gt_videos: list, split_id: int,
+def _dvc_metrics(pred_videos: dict[str, tuple[np.ndarray, list[str]]], gt_videos: list, split_id: int,
                  session: JavaSession) -> dict[str, float]:
     keys = [key for key, _, _ in gt_videos]
     gt_segments = [seg for _, seg, _ in gt_videos]
     gt_captions = [caps for _, _, caps in gt_videos]
     pred_segments, pred_captions, pred_paras = [], [], []
     for key in keys:
-        if key in predictions:
-            segs, caps = _pred_video(key, predictions[key])
+        if key in pred_videos:
+            segs, caps = pred_videos[key]
             pred_paras.append(". ".join(caps))
         else:  # a missing video scores like [], but appends no paragraph (misalignment kept)
             segs, caps = np.array([]), []

@@ -9,6 +9,9 @@ Mirrors ``metrics/tvg/eval_tvg.py`` of the original TimeChat repository (commit 
   in the denominator;
 * ``IoU = max(min(g1, p1) - max(g0, p0), 0) / (max(g1, p1) - min(g0, p0))``: the denominator is
   the hull of the two intervals, the interval is used as written (a reversed one scores 0);
+* a first interval whose start or end is not a finite number (the original scores ``[NaN, NaN]``
+  as a perfect hit: every comparison with NaN is false), or whose start > end, is an invalid
+  prediction: IoU 0, reported through ``invalid=`` (:func:`~timechat.metrics._common.interval_problem`);
 * hit if ``IoU >= t``; ``R1@t = hits * 100 / num`` (multiply first, as the original does).
 
 Added here (absent from the original): ``mIoU`` = 100 x mean IoU over the evaluated queries,
@@ -25,7 +28,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from timechat.metrics._common import MetricInputError, read_coco_gt, read_keyed_predictions
+from timechat.metrics._common import (
+    InvalidPrediction,
+    MetricInputError,
+    interval_problem,
+    read_coco_gt,
+    read_keyed_predictions,
+    report_invalid,
+)
 
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)
 
@@ -39,8 +49,11 @@ def tvg_iou(gt: Sequence[float], pred: Sequence[float], zero_hull_iou: float | N
         zero_hull_iou: value for a pair whose hull has length 0 (the original raises
             ZeroDivisionError); None keeps raising.
     Returns:
-        The IoU (0 when the intervals do not overlap or the prediction is reversed).
+        The IoU (0 when the intervals do not overlap, or the prediction is reversed or has a start
+        or end that is not a finite number: see :func:`~timechat.metrics._common.interval_problem`).
     """
+    if interval_problem(pred) is not None:
+        return 0.0  # NaN compares false everywhere: the original's formula gives [NaN, 9] IoU 1.0
     max0 = max(gt[0], pred[0])
     min0 = min(gt[0], pred[0])
     max1 = max(gt[1], pred[1])
@@ -84,6 +97,7 @@ def tvg_metrics(
     *,
     sample: bool = False,
     zero_hull_iou: float | None = None,
+    invalid: list[InvalidPrediction] | None = None,
 ) -> dict[str, float]:
     """R1@0.3/0.5/0.7 exactly as ``eval_tvg.py``, plus mIoU.
 
@@ -94,6 +108,9 @@ def tvg_metrics(
         sample: evaluate only the predicted ids (the original ``--sample``).
         zero_hull_iou: IoU for a zero-length gt paired with the identical zero-length prediction
             (the original crashes; None keeps that as an error).
+        invalid: a list that receives one `InvalidPrediction` per query whose first interval has a
+            start or end that is not a finite number, or start > end; each scores IoU 0 (the
+            original scored ``[NaN, NaN]`` as a hit). None: a warning names them instead.
     Returns:
         ``{"R1@0.3", "R1@0.5", "R1@0.7", "mIoU"}`` in percent, full precision.
     Raises:
@@ -123,6 +140,7 @@ def tvg_metrics(
 
     hits = {t: 0 for t in IOU_THRESHOLDS}
     ious = []
+    found: list[InvalidPrediction] = []
     for qid, gt in gt_ts.items():
         if qid not in pred_ts:
             raise MetricInputError(f"gt query id {qid} has no prediction (ids differ, counts match)")
@@ -137,6 +155,11 @@ def tvg_metrics(
             raise MetricInputError(
                 f"query {qid}: 'timestamp' must be a list of [start, end] intervals, got {intervals!r}"
             )
+        problem = interval_problem(first)
+        if problem:
+            found.append(InvalidPrediction(str(qid), problem))
+            ious.append(0.0)  # a miss, still counted in the denominator
+            continue
         try:
             value = tvg_iou(gt, first, zero_hull_iou)
         except ZeroDivisionError as e:
@@ -151,6 +174,7 @@ def tvg_metrics(
             if value >= t:
                 hits[t] += 1
 
+    report_invalid(found, invalid)
     out = {f"R1@{t}": hits[t] * 100 / num for t in IOU_THRESHOLDS}
     out["mIoU"] = sum(ious) * 100 / num
     return out

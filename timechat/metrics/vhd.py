@@ -18,6 +18,10 @@ Mirrors ``metrics/vhd/eval_vhd.py`` + ``metrics/vhd/utils.py`` of the original T
   mean precision where recall changes;
 * moment retrieval (``eval_moment_retrieval``): R1 and mAP over IoU 0.5:0.95 per gt-window length
   bucket (short / middle / long / full), VOC-style interpolated AP (``compute_average_precision_detection``).
+* invalid predictions (NaN, infinity or a non-number among the saliency scores or a window's start,
+  end and score, or a window with start > end): reported through ``invalid=`` and scored as misses
+  (Hit@1 / AP 0 for bad scores; a bad window is a false positive ranked last, IoU 0). NaN saliency
+  scores crashed or, through argmax, scored a hit in the original; a NaN window matched every gt.
 
 Values are percentages at full precision (the original rounds to 2 decimals only when saving).
 
@@ -35,12 +39,23 @@ from typing import Any
 
 import numpy as np
 
-from timechat.metrics._common import MetricInputError, read_json, read_jsonl
+from timechat.metrics._common import (
+    InvalidPrediction,
+    MetricInputError,
+    interval_problem,
+    read_json,
+    read_jsonl,
+    report_invalid,
+    scores_problem,
+)
 
 SALIENCY_LEVELS = ((2, "Fair"), (3, "Good"), (4, "VeryGood"))
 MR_IOU_THRESHOLDS = tuple(float(f"{t:.2f}") for t in np.linspace(0.5, 0.95, 10))
 MR_LENGTH_RANGES = (("short", (0, 10)), ("middle", (10, 30)), ("long", (30, 150)), ("full", (0, 150)))
 MAX_PRED_WINDOWS = 10
+WINDOW_FIELDS = ("start", "end", "score")
+# Keys set on the internal copies of the predictions by `_check_predictions`.
+_BAD_SCORES, _BAD_WINDOWS = "_invalid_scores", "_invalid_windows"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -149,6 +164,8 @@ def _eval_highlight(submission: list[dict], ground_truth: list[dict], out_of_ran
         hit = np.zeros((len(qid2pred), 3))
         ap = np.zeros((len(qid2pred), 3))
         for idx, qid in enumerate(qid2pred):
+            if qid2pred[qid].get(_BAD_SCORES):
+                continue  # invalid scores: Hit@1 and AP stay 0
             binary = (qid2gt[qid] >= min_score).astype(float)  # (num_clips, 3)
             scores = qid2scores[qid]
             # Hit@1 uses the argmax of the unpadded, untruncated list (as the original).
@@ -207,8 +224,11 @@ def _interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
 
 
-def _detection_ap(gt_windows: list, preds: list[tuple[float, float, float]]) -> np.ndarray:
-    """AP per IoU threshold for one query (``compute_average_precision_detection``)."""
+def _detection_ap(gt_windows: list, preds: list[tuple[float, float, float, bool]]) -> np.ndarray:
+    """AP per IoU threshold for one query (``compute_average_precision_detection``).
+
+    ``preds`` are ``(start, end, score, valid)``; an invalid window is a false positive.
+    """
     n_thr = len(MR_IOU_THRESHOLDS)
     ap = np.zeros(n_thr)
     if not preds:
@@ -218,8 +238,8 @@ def _detection_ap(gt_windows: list, preds: list[tuple[float, float, float]]) -> 
     tp = np.zeros((n_thr, len(preds)))
     fp = np.zeros((n_thr, len(preds)))
     gt_arr = np.array([[w[0], w[1]] for w in gt_windows])
-    for idx, (start, end, _) in enumerate(preds):
-        if not gt_windows:
+    for idx, (start, end, _, valid) in enumerate(preds):
+        if not gt_windows or not valid:
             fp[:, idx] = 1
             continue
         tiou = _iou_cross(np.array([[start, end]]), gt_arr).reshape(-1)
@@ -250,11 +270,11 @@ def _mr_bucket(submission: list[dict], ground_truth: list[dict], name: str) -> d
     thr_keys = [str(t) for t in MR_IOU_THRESHOLDS]
     pred_by_qid: dict[Any, list] = {}
     for d in submission:
-        for w in d["pred_relevant_windows"][:MAX_PRED_WINDOWS]:
-            if len(w) < 3:
-                raise MetricInputError(f"prediction qid {d['qid']!r}: pred_relevant_windows entries "
-                                       f"need [start, end, score], got {w!r}")
-            pred_by_qid.setdefault(d["qid"], []).append((w[0], w[1], w[2]))
+        for i, w in enumerate(d["pred_relevant_windows"][:MAX_PRED_WINDOWS]):
+            if i in d[_BAD_WINDOWS]:  # ranked last, a false positive
+                pred_by_qid.setdefault(d["qid"], []).append((0.0, 0.0, -np.inf, False))
+            else:
+                pred_by_qid.setdefault(d["qid"], []).append((w[0], w[1], w[2], True))
     gt_by_qid: dict[Any, list] = {}
     for d in ground_truth:
         for w in d["relevant_windows"]:
@@ -267,11 +287,12 @@ def _mr_bucket(submission: list[dict], ground_truth: list[dict], name: str) -> d
     mr_map = {k: float(100 * v) for k, v in zip(thr_keys, ap_thr)}
     mr_map["average"] = float(100 * np.mean(ap_thr))
 
-    pred_first = {}
+    pred_first, first_invalid = {}, {}
     for d in submission:
         if not d["pred_relevant_windows"]:
             raise MetricInputError(f"prediction qid {d['qid']!r}: empty pred_relevant_windows")
-        pred_first[d["qid"]] = d["pred_relevant_windows"][0][:2]
+        first_invalid[d["qid"]] = 0 in d[_BAD_WINDOWS]
+        pred_first[d["qid"]] = [0.0, 0.0] if first_invalid[d["qid"]] else d["pred_relevant_windows"][0][:2]
     gt_best = {}
     for d in ground_truth:
         windows = d["relevant_windows"]
@@ -282,6 +303,7 @@ def _mr_bucket(submission: list[dict], ground_truth: list[dict], name: str) -> d
     qids = list(pred_first)
     paired = _iou_paired(np.array([pred_first[q] for q in qids]).astype(float),
                          np.array([gt_best[q] for q in qids]).astype(float))
+    paired[[first_invalid[q] for q in qids]] = 0.0  # an invalid first window: IoU 0
     mr_r1 = {k: float(np.mean(paired >= t) * 100) for k, t in zip(thr_keys, MR_IOU_THRESHOLDS)}
     return {"MR-mAP": mr_map, "MR-R1": mr_r1}
 
@@ -315,6 +337,7 @@ def vhd_results(
     ground_truth: Sequence[Mapping[str, Any]],
     *,
     out_of_range_clips: str = "error",
+    invalid: list[InvalidPrediction] | None = None,
 ) -> dict[str, dict]:
     """Full result of the original ``eval_submission`` (the saved JSON), unrounded.
 
@@ -324,11 +347,17 @@ def vhd_results(
             ["relevant_windows"]}`` (the JSON Lines rows).
         out_of_range_clips: ``"error"`` (as the original) or ``"drop"`` for gt clip ids past the
             video's ``int(duration / 2)`` clips.
+        invalid: a list that receives one `InvalidPrediction` per prediction whose saliency scores
+            hold a value that is not a finite number (Hit@1 and AP 0 for that query), and per
+            scored window (the first 10) with such a start, end or score, or start > end (a
+            false positive ranked last, IoU 0). None: a warning names them instead.
     Returns:
         ``{"brief": {...}, "HL-min-Fair": {"HL-mAP", "HL-Hit1"}, ..., ["full"/"long"/...: MR]}``
         with the original's key order, values in percent.
     Raises:
-        MetricInputError: where the original crashes, naming the qid.
+        MetricInputError: where the original crashes, naming the qid, and where a prediction
+            lacks a field that the first prediction has (or the first has neither field: the
+            original then prints ``{}``).
     """
     if out_of_range_clips not in ("error", "drop"):
         raise ValueError(f"out_of_range_clips must be 'error' or 'drop', got {out_of_range_clips!r}")
@@ -343,6 +372,7 @@ def vhd_results(
         raise MetricInputError("no qid is shared by the predictions and the gt "
                                "(check that qid types match: '2579' is not 2579)")
 
+    found = _check_predictions(submission)
     metrics: dict[str, dict] = {}
     brief: dict[str, float] = {}
     if "pred_relevant_windows" in submission[0]:
@@ -365,7 +395,43 @@ def vhd_results(
         for level, values in hl.items():
             for sub_key, value in values.items():
                 brief[f"{level}-{sub_key.split('-')[1]}"] = value
+    report_invalid(found, invalid)
     return {"brief": brief, **dict(sorted(metrics.items()))}
+
+
+def _check_predictions(submission: list[dict]) -> list[InvalidPrediction]:
+    """Check the fields the first prediction selects (as the original's branches) in every prediction.
+
+    Marks each internal copy with its invalid scores / window indexes (scored as misses) and
+    returns them as `InvalidPrediction`s; a missing field or a malformed window is an error.
+    """
+    fields = [f for f in ("pred_saliency_scores", "pred_relevant_windows") if f in submission[0]]
+    if not fields:
+        raise MetricInputError(f"prediction qid {submission[0]['qid']!r}: neither 'pred_saliency_scores' "
+                               "nor 'pred_relevant_windows', so there is nothing to score (the original "
+                               "prints {})")
+    found = []
+    for d in submission:
+        qid = d["qid"]
+        for f in fields:
+            if f not in d:
+                raise MetricInputError(f"prediction qid {qid!r}: no {f!r} (the first prediction has it)")
+        if "pred_saliency_scores" in fields and isinstance(d["pred_saliency_scores"], list):
+            problem = scores_problem(d["pred_saliency_scores"])
+            d[_BAD_SCORES] = bool(problem)
+            if problem:
+                found.append(InvalidPrediction(str(qid), problem))
+        if "pred_relevant_windows" in fields:
+            d[_BAD_WINDOWS] = set()
+            for i, w in enumerate(d["pred_relevant_windows"][:MAX_PRED_WINDOWS]):
+                try:
+                    problem = interval_problem(w, WINDOW_FIELDS, what=f"pred_relevant_windows[{i}]")
+                except MetricInputError as e:
+                    raise MetricInputError(f"prediction qid {qid!r}: {e}") from e
+                if problem:
+                    d[_BAD_WINDOWS].add(i)
+                    found.append(InvalidPrediction(str(qid), problem))
+    return found
 
 
 def vhd_metrics(
@@ -373,13 +439,14 @@ def vhd_metrics(
     ground_truth: Sequence[Mapping[str, Any]],
     *,
     out_of_range_clips: str = "error",
+    invalid: list[InvalidPrediction] | None = None,
 ) -> dict[str, float]:
     """Flat metric dict: the original's ``brief`` block (``HL-min-{Fair,Good,VeryGood}-{mAP,Hit1}``,
     plus ``MR-*`` when predictions carry windows), full precision, percent.
 
     Args / Raises: as :func:`vhd_results`.
     """
-    return vhd_results(predictions, ground_truth, out_of_range_clips=out_of_range_clips)["brief"]
+    return vhd_results(predictions, ground_truth, out_of_range_clips=out_of_range_clips, invalid=invalid)["brief"]
 
 
 def load_vhd_gt(path: str | Path) -> list[dict]:

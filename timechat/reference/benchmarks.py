@@ -39,6 +39,7 @@ from timechat.eval.tasks.common import SYSTEM_TEXTS, SeededFallback
 from timechat.eval.tasks.egoschema import egoschema_extract
 from timechat.eval.tasks.mvbench import mvbench_check_ans, mvbench_first_line, mvbench_question
 from timechat.eval.tasks.videomme import videomme_extract
+from timechat.io import read_json
 from timechat.reference.compare import ParityRow, compare_close, compare_exact
 from timechat.reference.data import _guard, _Tokenizers, context_ids, sentences_from_msg
 from timechat.registry import lookup
@@ -212,7 +213,7 @@ def _dump_rows(n: str, dump: dict[str, Any], clip: Any, px: torch.Tensor, root: 
 def _check_benchmark(root: Path, manifest: dict[str, Any], bench: str, spec: dict[str, Any], toks: Any,
                      tok_paths: dict[str, str], dumps: dict[str, dict[str, Any]], rows: list[ParityRow]) -> None:
     task_cls = lookup("task", bench)
-    summary = json.loads((root / spec["run_summary"]).read_text()) if spec.get("run_summary") else {}
+    summary = read_json(root / spec["run_summary"]) if spec.get("run_summary") else {}
     runs = spec.get("runs") or [{"name": bench, "args": {}}]
     cases_by_run: dict[str, list[dict[str, Any]]] = {}
     for c in spec.get("cases", []):
@@ -249,7 +250,7 @@ def _check_benchmark(root: Path, manifest: dict[str, Any], bench: str, spec: dic
                     e["answer"] = ""
                     entries.append(e)
                     continue
-                exp = json.loads((root / case["expected"]).read_text())
+                exp = read_json(root / case["expected"])
                 got: list[ParityRow] = []
                 answer_box: list[str] = []
 
@@ -294,8 +295,8 @@ def _run_rows(rn: str, bench: str, samples: list, entries: list[dict[str, Any]],
         rows.append(compare_exact(f"{rn}/skipped_count", sum(1 for e in entries if "error" in e), len(skipped)))
         if "processed" in summary:
             rows.append(compare_exact(f"{rn}/processed", result.counts["scored"], summary["processed"]))
-        test = json.loads(Path(result.files["test"]).read_text())
-        final = json.loads(Path(result.files["upload_leaderboard"]).read_text())
+        test = read_json(Path(result.files["test"]))
+        final = read_json(Path(result.files["upload_leaderboard"]))
         rows += [compare_exact(f"{rn}/acc_dict", test["acc_dict"], summary["acc_dict"]),
                  compare_exact(f"{rn}/final_res", final, summary["final_res"])]
         if "mean_of_task_accuracies_for_comparison" in summary:
@@ -303,7 +304,7 @@ def _run_rows(rn: str, bench: str, samples: list, entries: list[dict[str, Any]],
                                       summary["mean_of_task_accuracies_for_comparison"]))
     elif bench in ("egoschema", "videomme"):
         src = run_summary if run_summary is not None else summary
-        draws = json.loads(Path(result.files["fallbacks"]).read_text())["draws"]
+        draws = read_json(Path(result.files["fallbacks"]))["draws"]
         if "random_fallbacks_in_order" in src:
             rows.append(compare_exact(f"{rn}/random_fallbacks_in_order", [video_of[d["id"]] for d in draws],
                                       src["random_fallbacks_in_order"]))
@@ -366,7 +367,7 @@ def check_reference_benchmarks(fixture_dir: str | Path) -> list[ParityRow]:
         manifest's tolerances).
     """
     root = Path(fixture_dir)
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = read_json(root / "manifest.json")
     toks = _Tokenizers(root)
     tok_paths = {"llama": manifest["tokenizers"]["llama"], "bert": manifest["tokenizers"]["bert"]}
     pixels = manifest.get("pixels", {})
@@ -386,7 +387,7 @@ def check_reference_benchmarks(fixture_dir: str | Path) -> list[ParityRow]:
     llama = toks.llama(tok_paths["llama"])
     for bench, rel in manifest.get("extraction", {}).items():
         _guard(rows, f"bench/extraction/{bench}",
-               lambda bench=bench, rel=rel: _extraction_rows(bench, json.loads((root / rel).read_text()), llama))
+               lambda bench=bench, rel=rel: _extraction_rows(bench, read_json(root / rel), llama))
     return rows
 
 

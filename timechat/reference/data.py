@@ -15,7 +15,6 @@ Every comparison is a `timechat.reference.compare.ParityRow` named ``data/<case>
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from timechat.data.datasets import build_train_item
 from timechat.data.tokenization import LlamaTokenizer, load_bert_tokenizer, tokenize_timestamps
 from timechat.data.transforms import eval_transform, random_resized_crop_params, train_transform
 from timechat.data.video import TIMESTAMP_SENTENCE, load_video, pyav_read_frames, rand_indices
+from timechat.io import read_json
 from timechat.reference.compare import ParityRow, compare_close, compare_exact, compare_mean_abs
 
 PYAV_FALLBACK_MAX_MEAN = 2.0
@@ -158,7 +158,7 @@ def check_reference_data(fixture_dir: str | Path) -> list[ParityRow]:
         one `ParityRow` per compared quantity (integers and strings exact).
     """
     root = Path(fixture_dir)
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = read_json(root / "manifest.json")
     c = manifest.get("constants", {})
     settings = dict(
         num_video_query_token=int(c.get("num_video_query_token", 32)),
@@ -174,7 +174,7 @@ def check_reference_data(fixture_dir: str | Path) -> list[ParityRow]:
 
     def record_for(timeit_file: str, index: int) -> dict:
         if timeit_file not in records_cache:
-            records_cache[timeit_file] = json.loads((root / timeit_file).read_text())
+            records_cache[timeit_file] = read_json(root / timeit_file)
         return records_cache[timeit_file][index]
 
     def tok_paths(case: dict) -> tuple[str, str]:
@@ -204,7 +204,7 @@ def check_reference_data(fixture_dir: str | Path) -> list[ParityRow]:
 
 
 def _check_sample(root: Path, case: dict, toks: _Tokenizers, tok_paths: Callable, make_item: Callable, settings: dict) -> list[ParityRow]:
-    exp = json.loads((root / case["expected"]).read_text())
+    exp = read_json(root / case["expected"])
     inp = {**{k: case.get(k) for k in ("video", "n_frms", "max_txt_len", "timeit_index")}, **exp.get("inputs", {})}
     item = make_item(case, inp, int(inp["n_frms"]), int(inp["max_txt_len"]))
     clip, text = item["clip"], item["text"]
@@ -256,13 +256,13 @@ def _check_sample(root: Path, case: dict, toks: _Tokenizers, tok_paths: Callable
 
 
 def _check_batch(root: Path, case: dict, sample_cases: dict, make_item: Callable) -> list[ParityRow]:
-    exp = json.loads((root / case["expected"]).read_text())
+    exp = read_json(root / case["expected"])
     n = f"data/{case['id']}"
     n_frms, max_txt_len = int(case.get("n_frms", exp.get("n_frms"))), int(case.get("max_txt_len", exp.get("max_txt_len")))
     items = []
     for k, sid in enumerate(case.get("samples", exp.get("samples"))):
         scase = sample_cases[sid]
-        sexp = json.loads((root / scase["expected"]).read_text()).get("inputs", {})
+        sexp = read_json(root / scase["expected"]).get("inputs", {})
         inp = {**{kk: scase.get(kk) for kk in ("video", "timeit_index")}, **sexp}
         if exp.get("timeit_indices"):
             inp["timeit_index"] = exp["timeit_indices"][k]
@@ -290,7 +290,7 @@ def _check_batch(root: Path, case: dict, sample_cases: dict, make_item: Callable
 
 
 def _check_inference(root: Path, case: dict, toks: _Tokenizers, tok_paths: Callable, settings: dict) -> list[ParityRow]:
-    exp = json.loads((root / case["expected"]).read_text())
+    exp = read_json(root / case["expected"])
     n = f"data/{case['id']}"
     llama_rel, bert_rel = tok_paths(case)
     tok, bert = toks.llama(llama_rel), toks.bert(bert_rel)
@@ -388,13 +388,13 @@ def check_model_fixture_data(fixture_dir: str | Path) -> list[ParityRow]:
     from safetensors.torch import load_file
 
     root = Path(fixture_dir)
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = read_json(root / "manifest.json")
     model = manifest.get("model", {})
     nq = int(model.get("video_qformer", {}).get("num_query_token", 32))
     stride = int(model.get("stride", 32))
     max_txt_len = int(model.get("max_txt_len", 2048))
     rows: list[ParityRow] = []
-    sampling = json.loads((root / "inputs/sampling.json").read_text())
+    sampling = read_json(root / "inputs/sampling.json")
     video = root / sampling["video"]
     n_frms = int(sampling.get("n_frms", model.get("n_frms", 96)))
     h, w = sampling.get("resize_to", [model.get("image_size", 224)] * 2)
@@ -447,7 +447,7 @@ def check_model_fixture_data(fixture_dir: str | Path) -> list[ParityRow]:
         return r
 
     def train_rows() -> list[ParityRow]:
-        ts_json = json.loads((root / "golden/train_sample.json").read_text())
+        ts_json = read_json(root / "golden/train_sample.json")
         fwd_file = root / "golden/train_forward.safetensors"
         fwd = load_file(str(fwd_file)) if fwd_file.is_file() else {}
         r = [compare_exact(f"{n}/train/image_patch_token_id", llama.image_token_id, ts_json["image_patch_token_id"])]
@@ -483,7 +483,7 @@ def check_model_fixture_data(fixture_dir: str | Path) -> list[ParityRow]:
         return r
 
     def inference_rows() -> list[ParityRow]:
-        gen = json.loads((root / "golden/generation.json").read_text())
+        gen = read_json(root / "golden/generation.json")
         inf_file = root / "golden/inference.safetensors"
         inf = load_file(str(inf_file)) if inf_file.is_file() else {}
         samples = gen["samples"]

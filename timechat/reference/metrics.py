@@ -17,11 +17,11 @@ without Java they are failed rows saying so, never passes.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Collection
 
+from timechat.io import read_json
 from timechat.metrics import (
     JavaSession,
     MetricInputError,
@@ -47,19 +47,22 @@ _OURS_ONLY = {"tvg": ["mIoU"]}  # metrics we add after the reference's own
 
 def load_cases(fixture_dir: str | Path) -> dict[str, dict[str, Any]]:
     """The ``cases`` of a reference_metrics folder's ``expected.json``, by case name."""
-    return json.loads((Path(fixture_dir) / "expected.json").read_text())["cases"]
+    return read_json(Path(fixture_dir) / "expected.json")["cases"]
 
 
 def run_case(case: dict[str, Any], root: Path, session: JavaSession | None = None) -> dict[str, Any]:
     """Our metrics for one case, called as the original script was (its ``flags``)."""
     gt, pred = root / case["gt"], root / case["pred"]
     task = case["task"]
+    invalid: list = []  # invalid predictions score as the original scores them here (misses)
     if task == "tvg":
-        return tvg_metrics(load_tvg_pred(pred), load_tvg_gt(gt), sample="--sample" in case.get("flags", []))
+        return tvg_metrics(load_tvg_pred(pred), load_tvg_gt(gt), sample="--sample" in case.get("flags", []),
+                           invalid=invalid)
     if task == "vhd":
-        return vhd_results(load_vhd_pred(pred), load_vhd_gt(gt))
+        return vhd_results(load_vhd_pred(pred), load_vhd_gt(gt), invalid=invalid)
     if task == "dvc":
-        return dvc_metrics(load_dvc_pred(pred), load_dvc_gt(gt), split_from_gt_path(gt), session=session)
+        return dvc_metrics(load_dvc_pred(pred), load_dvc_gt(gt), split_from_gt_path(gt), session=session,
+                           invalid=invalid)
     raise ValueError(f"unknown metric task {task!r} (expected tvg, vhd or dvc)")
 
 

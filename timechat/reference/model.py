@@ -14,7 +14,6 @@ the logits and the loss, so `TimeChat` carries no parity arguments and nothing r
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from typing import Any, Callable, Iterator
 import torch
 from safetensors.torch import load_file
 
+from timechat.io import read_json
 from timechat.models.builders import ModelFiles, build_timechat
 from timechat.models.config import (
     LLMConfig,
@@ -225,7 +225,7 @@ def check_reference_model(fixture_dir: str | Path, via_pretrained: str | Path | 
     """
     via = Path(via_pretrained) if via_pretrained is not None else None
     root = Path(fixture_dir)
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = read_json(root / "manifest.json")
     ref = manifest.get("reference_model_config", {})
     eval_cfg = ref.get("eval") or {}
     tols = _tolerances(manifest)
@@ -309,7 +309,7 @@ def _check_inference(model, root: Path, inf: dict[str, torch.Tensor], train: dic
                               inf["context_attention_mask"].long().tolist()))
 
     gen_json_path = root / "golden" / "generation.json"
-    gen_json = json.loads(gen_json_path.read_text()) if gen_json_path.exists() else {}
+    gen_json = read_json(gen_json_path) if gen_json_path.exists() else {}
     kwargs = gen_json.get("generate_kwargs", {})
     steps = int(inf["gen_scores"].shape[0]) if "gen_scores" in inf else int(kwargs.get("max_new_tokens", 16))
     gcfg = GenerationConfig(max_new_tokens=int(kwargs.get("max_new_tokens", steps)), do_sample=False,

@@ -110,5 +110,5 @@ def test_read_qvhighlights_jsonl(tmp_path):
     (tmp_path / "h.jsonl").write_text('{"qid": 1, "query": "x", "vid": "v", "duration": 150}\n\n')
     assert read_qvhighlights_jsonl(tmp_path / "h.jsonl")[0]["qid"] == 1
     (tmp_path / "bad.jsonl").write_text('{"qid": 1, "query": "x"}\n')
-    with pytest.raises(ValueError, match="bad.jsonl:1: missing 'vid'"):
+    with pytest.raises(ValueError, match=r"bad.jsonl: record 1 \(qid 1\) has no 'vid'"):
         read_qvhighlights_jsonl(tmp_path / "bad.jsonl")

@@ -28,11 +28,11 @@ The input format each task reads (paths from the `eval` config section) is descr
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from timechat import io
 from timechat.config import EvalConfig
 from timechat.data.asr import asr_file_for_video, load_asr_text, with_asr_prefix
 from timechat.eval.inference import EvalSample
@@ -86,14 +86,11 @@ def write_json(path: Path, obj: Any) -> str:
 
 
 def read_json(path: str | Path, what: str) -> Any:
-    """A JSON file; errors name ``what`` and the path."""
+    """A JSON file; a missing one names ``what`` and the path, an unreadable one the path and position."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    return io.read_json(path)  # a DataFileError (ValueError) naming the file and position
 
 
 def count_parse(stats: IssueStats, result: ParseResult, text: str | None, sample_id: Any) -> ParseResult:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from timechat.constants import BENCHMARK_SYSTEM, CHAT_SYSTEM, EVAL_SYSTEM
+from timechat.io import read_json
 
 OK = "ok"
 UNPARSEABLE = "unparseable"
@@ -272,8 +273,7 @@ def fill_query_prompt(template: str, dataset: str, query: str) -> str:
 
 def read_coco_annotations(path: str | Path) -> list[dict[str, Any]]:
     """``{split}.caption_coco_format.json`` -> its ``annotations`` list (DVC, TVG or VHD)."""
-    path = Path(path)
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         raise ValueError(f"{path}: expected an object with an 'annotations' list")
     return data["annotations"]

@@ -12,7 +12,6 @@ duration``, read like the TVG file); ``eval.gt_file`` = the jsonl the metric rea
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -30,6 +29,7 @@ from timechat.eval.tasks.base import (
 )
 from timechat.eval.tasks.common import CLOCK_RE, NUM_RE, ParseResult, clock_seconds, fill_query_prompt, to_float
 from timechat.eval.tasks.grounding import read_tvg_annotations
+from timechat.io import read_jsonl
 
 # --------------------------------------------------------------------------------------------------
 # Prompts (spec 5.4): the first line of each prompt file, stripped
@@ -222,22 +222,17 @@ def read_qvhighlights_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """QVHighlights ``highlight_{split}_release.jsonl`` (JSON Lines even if named ``.json``).
 
     Raises:
-        ValueError: naming the file and line that is not JSON or lacks ``qid``, ``query`` or ``vid``.
+        ValueError: naming the file and the line that is not JSON (`DataFileError`), or the record
+            that lacks ``qid``, ``query`` or ``vid``.
     """
-    path = Path(path)
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: not a JSON object ({exc})") from exc
+    rows = read_jsonl(path)
+    for n, item in enumerate(rows, 1):
+        if not isinstance(item, dict):
+            raise ValueError(f"{path}: record {n} is not a JSON object")
         for key in ("qid", "query", "vid"):
             if key not in item:
-                raise ValueError(f"{path}:{n}: missing {key!r}")
-        out.append(item)
-    return out
+                raise ValueError(f"{path}: record {n} (qid {item.get('qid')!r}) has no {key!r}")
+    return rows
 
 
 def _clip_seconds(clips: Sequence[int]) -> list[float]:
