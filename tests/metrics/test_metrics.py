@@ -77,7 +77,8 @@ def test_cli(reference_metrics_dir):
     proc = _cli("tvg", "--gt", str(root / case["gt"]), "--pred", str(root / case["pred"]), "--sample")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert list(out) == ["R1@0.3", "R1@0.5", "R1@0.7", "mIoU"]
+    assert list(out) == ["R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "invalid_predictions"]
+    assert out["invalid_predictions"] == 0
     row = compare_values("cli tvg_example", out, case["raw"])
     assert row.ok, row
 
@@ -95,7 +96,7 @@ def test_cli(reference_metrics_dir):
     assert "error:" in proc.stderr and "1640" in proc.stderr and "Traceback" not in proc.stderr
     proc = _cli(*args, "--zero-hull-iou", "1")
     assert proc.returncode == 0, proc.stderr
-    assert set(json.loads(proc.stdout)) == {"R1@0.3", "R1@0.5", "R1@0.7", "mIoU"}
+    assert set(json.loads(proc.stdout)) == {"R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "invalid_predictions"}
 
     # DVC gt named neither train/val/test: fails before any Java runs, naming the file.
     case = cases["dvc_gt_filename_not_a_split"]

@@ -110,7 +110,8 @@ def test_dvc_scoring_rules(syn, tmp_path):
     perfect = ", ".join(f"{s} - {e} seconds, {c}" for (s, e), c in zip(ann[0]["segments"], ann[0]["pure_cap"].split(". ")))
     entries = [entry(samples[0], perfect), entry(samples[1], "I cannot tell."), entry(samples[2], error="bad file")]
     out = task.evaluate(entries, tmp_path)
-    assert out.counts == {"samples": 3, "answered": 2, "decode_failures": 1, "parse_failures": 1}
+    assert out.counts == {"samples": 3, "answered": 2, "decode_failures": 1, "parse_failures": 1,
+                          "invalid_predictions": 0}
     fmt = json.loads(Path(out.files["predictions"]).read_text())
     assert fmt["syn_test_00001.mp4"] == [] and fmt["syn_test_00002.mp4"] == []
     assert fmt["syn_test_00000.mp4"][0]["timestamp"] == ann[0]["segments"][0]

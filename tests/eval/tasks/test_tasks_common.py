@@ -230,3 +230,19 @@ def test_seeded_fallback_is_the_originals_draw_sequence():
         SeededFallback("ABCD", mode="random_per_sample")
     assert parse_egoschema_answer("D").value == "D"
 
+
+
+@pytest.mark.parametrize("content,message", [(b'{"annotations": []}\xff', "not valid UTF-8 at byte 19"),
+                                             (b'{"annotations": [{"id": 1', "invalid JSON at line 1")])
+def test_annotation_and_prediction_readers_name_the_file(tmp_path, content, message):
+    """Issue 12: a bad UTF-8 byte or cut-off JSON raised UnicodeDecodeError / JSONDecodeError without the file."""
+    from timechat.eval.tasks.base import read_json
+    from timechat.eval.tasks.common import read_coco_annotations
+    from timechat.eval.tasks.highlights import read_qvhighlights_jsonl
+    from timechat.io import DataFileError
+
+    path = tmp_path / "val.caption_coco_format.json"
+    path.write_bytes(content)
+    for read in (read_coco_annotations, lambda p: read_json(p, "TVG gt file"), read_qvhighlights_jsonl):
+        with pytest.raises(DataFileError, match=re.escape(f"{path}: ") + message.replace("at line", "(at|on) line")):
+            read(path)

@@ -99,6 +99,14 @@ def count_parse(stats: IssueStats, result: ParseResult, text: str | None, sample
     return result
 
 
+def invalid_notes(invalid: Sequence[Any], limit: int) -> list[str]:
+    """Report notes for the predictions the metrics scored as misses (`timechat.metrics.InvalidPrediction`)."""
+    notes = [f"invalid prediction {p.id}: {p.reason} (scored as a miss)" for p in invalid[:limit]]
+    if len(invalid) > limit:
+        notes.append(f"... and {len(invalid) - limit} more invalid predictions")
+    return notes
+
+
 def sample_counts(entries: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Samples, answered ones and decode failures among the merged entries."""
     errors = sum(1 for e in entries if "error" in e)

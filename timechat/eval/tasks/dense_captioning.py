@@ -23,6 +23,7 @@ from timechat.eval.tasks.base import (
     TaskOutput,
     count_parse,
     decode_failures,
+    invalid_notes,
     read_json,
     sample_counts,
     write_json,
@@ -362,13 +363,14 @@ class DenseCaptioningTask(EvalTask):
             split = split_from_gt_path(self.gt_path)
         except MetricInputError:
             split = self.cfg.split
-        notes, metrics = [], {}
+        notes, metrics, invalid = [], {}, []
         try:
-            metrics = dvc_metrics(preds, gt, split=split)
+            metrics = dvc_metrics(preds, gt, split=split, invalid=invalid)
         except JavaUnavailableError as exc:
             notes.append(f"DVC metrics not computed: {exc}")
             logger.warning("DVC metrics not computed: %s", exc)
-        counts = {**sample_counts(entries), "parse_failures": stats.failures}
+        notes += invalid_notes(invalid, self.cfg.max_examples)
+        counts = {**sample_counts(entries), "parse_failures": stats.failures, "invalid_predictions": len(invalid)}
         return TaskOutput(metrics, {self.name: stats}, counts, files,
                           decode_failures(entries, self.cfg.max_examples),
                           timelines=timelines, notes=notes, rows=rows, baselines=dvc_baselines(rows))

@@ -22,6 +22,7 @@ from timechat.eval.tasks.base import (
     TaskOutput,
     count_parse,
     decode_failures,
+    invalid_notes,
     read_json,
     sample_counts,
     write_json,
@@ -252,7 +253,9 @@ class GroundingTask(EvalTask):
                  "predictions": write_json(out_dir / f"fmt_{self.file_stem()}", preds)}
         gt = read_json(self.gt_path, "TVG gt file")
         sample = self.cfg.max_samples is not None
-        metrics = tvg_metrics(preds, gt, sample=sample)
-        return TaskOutput(metrics, {self.name: stats}, {**sample_counts(entries), "parse_failures": stats.failures},
-                          files, decode_failures(entries, self.cfg.max_examples),
-                          timelines=timelines, rows=rows, baselines=tvg_baselines(rows, gt, sample))
+        invalid: list = []
+        metrics = tvg_metrics(preds, gt, sample=sample, invalid=invalid)
+        counts = {**sample_counts(entries), "parse_failures": stats.failures, "invalid_predictions": len(invalid)}
+        return TaskOutput(metrics, {self.name: stats}, counts, files, decode_failures(entries, self.cfg.max_examples),
+                          timelines=timelines, rows=rows, baselines=tvg_baselines(rows, gt, sample),
+                          notes=invalid_notes(invalid, self.cfg.max_examples))

@@ -23,6 +23,7 @@ from timechat.eval.tasks.base import (
     TaskOutput,
     count_parse,
     decode_failures,
+    invalid_notes,
     sample_counts,
     spread,
     write_json,
@@ -304,9 +305,11 @@ class HighlightTask(EvalTask):
                          "duration": duration, "answer": e.get("answer", e.get("error"))})
         files = {"raw": self._raw_results(entries, out_dir),
                  "predictions": write_json(out_dir / f"fmt_{self.file_stem()}", preds)}
-        metrics = vhd_metrics(preds, gt_rows)
+        invalid: list = []
+        metrics = vhd_metrics(preds, gt_rows, invalid=invalid)
         uniform = [{**p, "pred_saliency_scores": [1.0] * len(p["pred_saliency_scores"])} for p in preds]
-        return TaskOutput(metrics, {self.name: stats}, {**sample_counts(entries), "parse_failures": stats.failures},
-                          files, decode_failures(entries, self.cfg.max_examples),
+        counts = {**sample_counts(entries), "parse_failures": stats.failures, "invalid_predictions": len(invalid)}
+        return TaskOutput(metrics, {self.name: stats}, counts, files, decode_failures(entries, self.cfg.max_examples),
                           saliency=spread(saliency, self.cfg.plot_samples), rows=rows,
-                          baselines={"uniform saliency": vhd_metrics(uniform, gt_rows)})
+                          baselines={"uniform saliency": vhd_metrics(uniform, gt_rows)},
+                          notes=invalid_notes(invalid, self.cfg.max_examples))
