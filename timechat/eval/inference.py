@@ -48,6 +48,7 @@ from timechat.constants import AUTOCAST_DTYPES
 from timechat.config import EvalConfig
 from timechat.data.collate import inference_timestamps
 from timechat.data.conversation import ChatState, postprocess_answer, segment_ids
+from timechat.data.settings import FrameBudget
 from timechat.eval.tasks.common import resolve_system
 from timechat.models.generation import GenerationConfig, generate
 from timechat.io import atomic_write_json
@@ -217,10 +218,11 @@ class RankWriter:
 # --------------------------------------------------------------------------------------------
 
 
-def decode_video(path: str | os.PathLike, num_frames: int, image_size: int,
+def decode_video(path: str | os.PathLike, num_frames: int | FrameBudget, image_size: int,
                  loader: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Decode one video as evaluation does: frames (uniform, or the sample's own `loader`, e.g. MVBench's
     segment sampler; see `timechat.data.video.load_eval_clip`), eval transform, timestamp sentences.
+    `num_frames` is a count or a `FrameBudget` (`EvalConfig.frame_budget`).
 
     Returns:
         (the `timechat.data.video` clip, `{pixels (C, T, H, W), msg, sentences, num_frames}`).
@@ -241,7 +243,7 @@ class VideoItems(torch.utils.data.Dataset):
     Never raises for a bad video: the item then carries `error` / `error_type` instead of pixels.
     """
 
-    def __init__(self, samples: Sequence[EvalSample], num_frames: int, image_size: int) -> None:
+    def __init__(self, samples: Sequence[EvalSample], num_frames: int | FrameBudget, image_size: int) -> None:
         self.samples = list(samples)
         self.num_frames = num_frames
         self.image_size = image_size
@@ -414,7 +416,7 @@ class InferenceEngine:
 
     def _run_batches(self, samples: Sequence[EvalSample], pending: list[tuple[int, list[int]]],
                      done: set[str], total: int, start: int) -> None:
-        dataset = VideoItems(samples, self.cfg.num_frames, self.model.cfg.vision.image_size)
+        dataset = VideoItems(samples, self.cfg.frame_budget, self.model.cfg.vision.image_size)
         loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=[idx for _, idx in pending], num_workers=self.cfg.num_workers,
             collate_fn=_as_list, pin_memory=False,
