@@ -50,7 +50,7 @@ from timechat.data.collate import inference_timestamps
 from timechat.data.conversation import ChatState, postprocess_answer, segment_ids
 from timechat.data.settings import FrameBudget
 from timechat.eval.tasks.common import resolve_system
-from timechat.models.generation import GenerationConfig, generate
+from timechat.models.generation import GenerationConfig, check_context, generate
 from timechat.io import atomic_write_json
 from timechat import distributed as dist_utils
 from timechat.logs import Progress
@@ -487,7 +487,8 @@ class InferenceEngine:
         return self.model.encode_batch_videos({"images": images, "timestamps": ts})
 
     def answer_round(self, states: Sequence[ChatState], video: Sequence[torch.Tensor], gen_cfg: GenerationConfig,
-                     on_token: Callable[[torch.Tensor], None] | None = None) -> AnswerRound:
+                     on_token: Callable[[torch.Tensor], None] | None = None,
+                     names: Sequence[str] | None = None) -> AnswerRound:
         """One `Chat.answer` call: render each state's prompt, decode left-padded, post-process.
 
         Each state gets its answer stored (`ChatState.set_answer`) for the next round.
@@ -497,9 +498,15 @@ class InferenceEngine:
             video: per state, its video tokens (`encode_videos`).
             gen_cfg: decoding settings.
             on_token: called with the (B,) ids of every decoding step (streaming).
+            names: per state, a name for errors (the sample ids).
+        Raises:
+            ContextOverflowError: a prompt would lose video tokens to the `max_context` cut
+                (`timechat.models.generation.check_context`), before anything is decoded.
         """
         prompts = [st.prompt_for_answer() for st in states]
         segs = [segment_ids(p, self.llama_tok) for p in prompts]
+        check_context([(len(s[0]), v.shape[0], sum(len(x) for x in s[1:])) for s, v in zip(segs, video)], gen_cfg,
+                      self.model.base_llm.config.max_position_embeddings, names)
         embeds, mask = self.model.build_context_embeds(segs, list(video))
         out = generate(self.model.llama_model, embeds, mask, gen_cfg, on_token=on_token)
         answers = []
@@ -523,7 +530,8 @@ class InferenceEngine:
             round_index = 0
             while active:
                 done = self.answer_round([states[i] for i in active], [video[i] for i in active],
-                                         self.generation_config(batch_index, round_index))
+                                         self.generation_config(batch_index, round_index),
+                                         names=[f"sample {samples[ok[i]['index']].id!r}" for i in active])
                 for text, i in zip(done.answers, active):
                     rounds[i].append(text)
                 # Post-check: a second round in the same conversation for samples that have one.
