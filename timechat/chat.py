@@ -183,7 +183,7 @@ class ChatSession:
         Raises:
             `timechat.data.video.VideoDecodeError` (or the decoder's error) for a file it cannot read.
         """
-        clip, item = decode_video(path, self.cfg.num_frames, self.engine.model.cfg.vision.image_size)
+        clip, item = decode_video(path, self.cfg.frame_budget, self.engine.model.cfg.vision.image_size)
         with self.engine.autocast():
             tokens = self.engine.encode_videos([item])[0]  # (N, D_llm)
         self.video = LoadedVideo(str(path), clip.frames, [float(t) for t in clip.timestamps],

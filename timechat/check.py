@@ -183,11 +183,17 @@ def _check_model(c: _Collector, section: dict[str, Any], where: str = "model") -
     return model_cfg
 
 
-def _check_frames(c: _Collector, key: str, num_frames: int, model_cfg: Any, model_key: str = "model") -> None:
-    if model_cfg is not None and int(num_frames) > model_cfg.max_frame_pos:
-        c.add(key, f"{num_frames} frames, but the model's frame-position table has {model_cfg.max_frame_pos} rows "
-                   f"({model_key}.config.max_frame_pos); a video can have at most that many frames",
-              expected=f"{key}<={model_cfg.max_frame_pos}")
+def _check_frames(c: _Collector, where: str, budget: Any, model_cfg: Any, model_key: str = "model") -> None:
+    """The frame budget (`FrameBudget`) of `where` (`eval`, `datasets.x`) against the position table."""
+    if model_cfg is None or model_cfg.position_overflow != "error":
+        return  # the table is stretched to any length
+    key = f"{where}.num_frames" if budget.fps is None else f"{where}.max_frames"
+    largest = budget.largest
+    if largest is None or int(largest) > model_cfg.max_frame_pos:
+        got = "no frame cap (fps without max_frames)" if largest is None else f"{largest} frames"
+        c.add(key, f"{got}, but the model's frame-position table has {model_cfg.max_frame_pos} rows "
+                   f"({model_key}.config.max_frame_pos) and {model_key}.config.position_overflow is 'error'",
+              expected=f"{key}<={model_cfg.max_frame_pos}, or {model_key}.config.position_overflow: nearest|linear")
 
 
 # ---------------------------------------------------------------------------------------------- videos
@@ -369,7 +375,7 @@ def _check_eval(c: _Collector, resolved: dict[str, Any]) -> None:
               "python train.py --cfg-path train_configs/...")
         section = resolved["model"]
     model_cfg = _check_model(c, section, model_key)
-    _check_frames(c, "eval.num_frames", ecfg.num_frames, model_cfg, model_key)
+    _check_frames(c, "eval", ecfg.frame_budget, model_cfg, model_key)
     _check_prompts(c, ecfg)
     videos = _check_annotations(c, ecfg)
     if ecfg.gt_file and ecfg.gt_file != ecfg.anno_path:
@@ -389,7 +395,7 @@ def _check_eval(c: _Collector, resolved: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------- train
 def _check_train(c: _Collector, resolved: dict[str, Any]) -> None:
-    from timechat.data.settings import DataSettings
+    from timechat.data.settings import FRAME_BUDGET_KEYS, DataSettings, FrameBudget
 
     run = resolved.get("run") or {}
     synthetic = (run.get("synthetic_data") or {}).get("out_dir")
@@ -403,8 +409,12 @@ def _check_train(c: _Collector, resolved: dict[str, Any]) -> None:
     for name, entry in sections.items():
         where = f"datasets.{name}"
         entry = dict(entry or {})
-        frames = entry.get("num_frames", DataSettings.num_frames)
-        _check_frames(c, f"{where}.num_frames", frames, model_cfg)
+        try:
+            frames = FrameBudget(**{k: entry.get(k, getattr(DataSettings, k)) for k in FRAME_BUDGET_KEYS})
+        except ValueError as exc:
+            c.add(where, _one_line(exc), expected="a valid frame budget (timechat.data.settings.FrameBudget)")
+        else:
+            _check_frames(c, where, frames, model_cfg)
 
         def later(path: Any) -> bool:  # made by run.synthetic_data before the datasets are read
             p = Path(str(path)).expanduser().absolute()

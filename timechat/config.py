@@ -33,7 +33,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from timechat.data.settings import LEGACY_KEYS, DataSettings, rename_legacy_keys
+from timechat.data.settings import LEGACY_KEYS, DataSettings, FrameBudget, check_frame_budget, rename_legacy_keys
 from timechat.io import atomic_write_text
 from timechat.validation import UnknownKeyError, check_keys
 
@@ -140,7 +140,14 @@ class EvalConfig:
     system: str = "evaluate"
     """System text: a name (`evaluate`, `llava_llama_2`, `benchmark`) or the text itself."""
     num_frames: int = DataSettings.num_frames
-    """Frames sampled (uniformly) per video."""
+    """Frames sampled (uniformly) per video; ignored when `fps` is set."""
+    fps: Optional[float] = DataSettings.fps
+    """Sample this many frames per second of video instead of a fixed `num_frames`
+    (`timechat.data.settings.FrameBudget`); null: fixed."""
+    min_frames: int = DataSettings.min_frames
+    """With `fps`: at least this many frames."""
+    max_frames: Optional[int] = DataSettings.max_frames
+    """With `fps`: at most this many frames (null: no cap)."""
     batch_size: int = 16
     num_workers: int = 4
     max_new_tokens: int = 512
@@ -183,9 +190,15 @@ class EvalConfig:
     max_examples: int = 5
     """Unparseable answers and decode failures quoted per task in the report."""
 
+    @property
+    def frame_budget(self) -> FrameBudget:
+        """The frames to sample per video (`num_frames`, or `fps` within `min_frames`..`max_frames`)."""
+        return FrameBudget(self.num_frames, self.fps, self.min_frames, self.max_frames)
+
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.num_frames < 1 or self.max_new_tokens < 1:
             raise ValueError("eval.batch_size, eval.num_frames and eval.max_new_tokens must be >= 1")
+        check_frame_budget(self.num_frames, self.fps, self.min_frames, self.max_frames, "eval")
         if self.num_workers < 0:
             raise ValueError(f"eval.num_workers must be >= 0, got {self.num_workers}")
         if self.precision not in ("fp32", "bf16", "fp16"):

@@ -160,7 +160,7 @@ def build_train_item(
     st = data_settings(settings, setting_values, "build_train_item")
     record = validate_record(record, sample_id)
     try:
-        clip = load_video(video_path, st.num_frames, st.image_size, st.image_size, st.sampling, rng, np_rng)
+        clip = load_video(video_path, st.frame_budget, st.image_size, st.image_size, st.sampling, rng, np_rng)
     except VideoDecodeError as exc:
         reason = {"missing": "video_missing", "empty": "video_empty"}.get(exc.reason, "video_undecodable")
         raise SampleError(sample_id, reason, str(exc)) from exc

@@ -432,9 +432,12 @@ def require_exact_caching(settings: DataSettings, where: str) -> None:
         problems.append(f"sampling={settings.sampling!r} draws different frames every epoch")
     if settings.train_aug:
         problems.append("train_aug=True draws a new random resized crop every epoch")
+    if settings.fps is not None:
+        problems.append(f"fps={settings.fps} (the cache stores a fixed num_frames per video)")
     if problems:
         raise ValueError(
-            f"{where}: cached ViT features are only exact for sampling='uniform' without crop (train_aug=False): "
+            f"{where}: cached ViT features are only exact for sampling='uniform' without crop (train_aug=False) "
+            "and a fixed num_frames: "
             + "; ".join(problems) + ". Set sampling: uniform and train_aug: false for this dataset, or train "
             "from videos without the cache."
         )

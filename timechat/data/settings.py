@@ -1,5 +1,10 @@
 """The per-dataset data settings: frames, frame size, visual tokens, text length, sampling, augmentation.
 
+Frame budget (`FrameBudget`, the fields ``num_frames``, ``fps``, ``min_frames``, ``max_frames``):
+a fixed count, the original's and the default (``num_frames: 96``, ``fps`` unset), or a rate
+(``fps: 1.0`` with ``min_frames`` / ``max_frames`` bounds: ``clamp(ceil(duration * fps), min, max)``).
+Evaluation (`timechat.config.EvalConfig`) has the same four keys with these defaults.
+
 One dataclass holds these defaults for the datasets (`timechat.data.datasets`), the training item
 builder (`build_train_item`), the feature cache (`timechat.data.feature_cache`) and the scripts;
 functions that take one of the values as a plain argument default to the field here. The defaults
@@ -14,9 +19,10 @@ In a training YAML these are keys of each `datasets.<name>` block (next to `reco
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Optional
 
 from timechat.validation import check_keys
 
@@ -28,12 +34,69 @@ EVAL_SAMPLING = "uniform"
 LEGACY_KEYS = {"n_frms": "num_frames"}
 
 
+FRAME_BUDGET_KEYS = ("num_frames", "fps", "min_frames", "max_frames")
+
+
+@dataclass(frozen=True)
+class FrameBudget:
+    """How many frames to sample from a video: a fixed count, or a rate with bounds.
+
+    Fields as in `DataSettings` (``num_frames`` / ``fps`` / ``min_frames`` / ``max_frames``).
+    """
+
+    num_frames: int = 96
+    fps: Optional[float] = None
+    min_frames: int = 1
+    max_frames: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        check_frame_budget(self.num_frames, self.fps, self.min_frames, self.max_frames, "frame budget")
+
+    @property
+    def largest(self) -> Optional[int]:
+        """The most frames this budget can ask for (None: no bound, fps without max_frames)."""
+        return self.num_frames if self.fps is None else self.max_frames
+
+    def count(self, vlen: int, video_fps: float) -> int:
+        """Frames to sample from a video of `vlen` frames at `video_fps`: never more than `vlen`.
+
+        Fixed: ``min(num_frames, vlen)`` (the original's ``n = min(n_frms, vlen)``). By rate:
+        ``clamp(ceil(vlen / video_fps * fps), min_frames, max_frames)``, then at most ``vlen``.
+        """
+        if self.fps is None:
+            return min(self.num_frames, vlen)
+        if video_fps <= 0:
+            raise ValueError(f"an fps frame budget needs the video's frame rate, got {video_fps}")
+        # round() first: 600 s * 1 fps is 600.0000000001 in floating point, not 601 frames
+        n = max(self.min_frames, math.ceil(round(vlen / video_fps * self.fps, 6)))
+        if self.max_frames is not None:
+            n = min(n, self.max_frames)
+        return max(1, min(n, vlen))
+
+
+def check_frame_budget(num_frames: int, fps: Optional[float], min_frames: int, max_frames: Optional[int],
+                       where: str) -> None:
+    """Raise `ValueError` naming `where` for an invalid frame budget (see `FrameBudget`)."""
+    if int(num_frames) < 1:
+        raise ValueError(f"{where}: num_frames must be >= 1, got {num_frames}")
+    if fps is not None and not float(fps) > 0:
+        raise ValueError(f"{where}: fps must be > 0 (or null for a fixed num_frames), got {fps}")
+    if int(min_frames) < 1:
+        raise ValueError(f"{where}: min_frames must be >= 1, got {min_frames}")
+    if max_frames is not None and int(max_frames) < int(min_frames):
+        raise ValueError(f"{where}: max_frames ({max_frames}) must be >= min_frames ({min_frames})")
+    if fps is None and (int(min_frames) != 1 or max_frames is not None):
+        raise ValueError(f"{where}: min_frames / max_frames bound an fps budget; set fps too, or drop them "
+                         f"(a fixed budget takes num_frames={num_frames})")
+
+
 @dataclass(frozen=True)
 class DataSettings:
     """How a video + conversation becomes one training item."""
 
     num_frames: int = 96
-    """Frames sampled per video (fewer if the video is shorter); the original's ``num_frm``."""
+    """Frames sampled per video (fewer if the video is shorter); the original's ``num_frm``. Ignored
+    when ``fps`` is set."""
     image_size: int = 224
     """Frames are decoded resized to ``image_size`` x ``image_size`` (aspect not kept)."""
     num_video_query_token: int = 32
@@ -46,6 +109,13 @@ class DataSettings:
     """Frame sampling: ``'rand'`` (one random frame per bin, training) or ``'uniform'``."""
     train_aug: bool = True
     """Random resized crop (training); False: the evaluation transform."""
+    fps: Optional[float] = None
+    """Frames per second of video to sample; None: a fixed ``num_frames`` (the original)."""
+    min_frames: int = 1
+    """With ``fps``: at least this many frames (a video shorter than that gives all its frames)."""
+    max_frames: Optional[int] = None
+    """With ``fps``: at most this many frames (None: no cap; mind the frame-position table,
+    ``model.position_overflow``, and the LLM context)."""
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "image_size", "num_video_query_token", "max_txt_len"):
@@ -53,6 +123,11 @@ class DataSettings:
                 raise ValueError(f"data setting {name} must be >= 1, got {getattr(self, name)}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"data setting sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        check_frame_budget(self.num_frames, self.fps, self.min_frames, self.max_frames, "data settings")
+
+    @property
+    def frame_budget(self) -> FrameBudget:
+        return FrameBudget(self.num_frames, self.fps, self.min_frames, self.max_frames)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

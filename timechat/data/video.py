@@ -17,7 +17,6 @@ Differences from the original, all explicit:
 from __future__ import annotations
 
 import logging
-import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from timechat.data.settings import EVAL_SAMPLING, SAMPLINGS, DataSettings
+from timechat.data.settings import EVAL_SAMPLING, SAMPLINGS, DataSettings, FrameBudget
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +123,14 @@ def rand_indices(vlen: int, n: int, rng: random.Random | None = None, np_rng: An
     return sorted(int(i) for i in perm), True
 
 
+def frame_count(budget: int | FrameBudget, vlen: int, fps: float) -> int:
+    """Frames to sample from a file of `vlen` frames at `fps`: a fixed count (an int, or a
+    `FrameBudget` without ``fps``) capped at ``vlen``, or the budget's rate (`FrameBudget.count`)."""
+    if isinstance(budget, FrameBudget):
+        return budget.count(vlen, fps)
+    return min(int(budget), vlen)
+
+
 def sample_indices(vlen: int, num_frames: int, sampling: str = EVAL_SAMPLING, rng: random.Random | None = None,
                    np_rng: Any = None) -> list[int]:
     """Indices of the frames to load: ``n = min(num_frames, vlen)`` frames by ``sampling``."""
@@ -133,17 +140,6 @@ def sample_indices(vlen: int, num_frames: int, sampling: str = EVAL_SAMPLING, rn
     if sampling == "rand":
         return rand_indices(vlen, n, rng, np_rng)[0]
     raise ValueError(f"unknown frame sampling {sampling!r} (expected one of {SAMPLINGS})")
-
-
-def frame_budget(duration_s: float, num_frames: int, target_fps: float | None = None, max_frames: int | None = None) -> int:
-    """Optional fps-based frame count: ``max(num_frames, ceil(duration * target_fps))`` capped by ``max_frames``.
-
-    Not in the original (always 96 frames). Note: the frame position table of the model has
-    ``max_frame_pos`` rows (96 in TimeChat-7B), so ``max_frames`` must not exceed it unless the
-    table is resized.
-    """
-    n = num_frames if target_fps is None else max(num_frames, int(math.ceil(duration_s * target_fps)))
-    return min(n, max_frames) if max_frames is not None else n
 
 
 # --------------------------------------------------------------------------- timestamps
@@ -186,7 +182,7 @@ def probe_video(path: str | Path, backend: str = "auto") -> tuple[int, float, st
 
 def load_video(
     path: str | Path,
-    num_frames: int = DataSettings.num_frames,
+    num_frames: int | FrameBudget = DataSettings.num_frames,
     height: int = DataSettings.image_size,
     width: int = DataSettings.image_size,
     sampling: str = EVAL_SAMPLING,
@@ -198,7 +194,8 @@ def load_video(
 
     Args:
         path: video file.
-        num_frames: frames wanted (the original's ``n_frms``).
+        num_frames: frames wanted (the original's ``n_frms``), or a `FrameBudget` (by fps: the
+            count follows from the file's length and rate, see `frame_count`).
         height / width: decode-time resize (``-1`` keeps the native size), as decord does it.
         sampling: ``'uniform'`` or ``'rand'`` (see `rand_indices` for ``rng``/``np_rng``).
         backend: ``'auto'`` (decord, PyAV if decord cannot open the file), ``'decord'``, ``'pyav'``.
@@ -223,14 +220,14 @@ def load_video(
             vlen, fps = len(vr), float(vr.get_avg_fps())
             if vlen <= 0:
                 raise VideoDecodeError(path, "empty", "decord reports 0 frames")
-            indices = sample_indices(vlen, num_frames, sampling, rng, np_rng)
+            indices = sample_indices(vlen, frame_count(num_frames, vlen, fps), sampling, rng, np_rng)
             try:
                 frames = vr.get_batch(indices).asnumpy()  # (T, H, W, C) uint8
             except Exception as exc:  # corrupt packets surface only when decoding
                 raise VideoDecodeError(path, "undecodable", f"decord get_batch: {exc}") from exc
             return _clip(frames, indices, fps, vlen, "decord")
     vlen, fps = _pyav_probe(path)
-    indices = sample_indices(vlen, num_frames, sampling, rng, np_rng)
+    indices = sample_indices(vlen, frame_count(num_frames, vlen, fps), sampling, rng, np_rng)
     frames = pyav_read_frames(path, indices, height, width)
     return _clip(frames, indices, fps, vlen, "pyav")
 
@@ -419,10 +416,16 @@ def load_mvbench_clip(path: str | Path, num_segments: int, bound: Sequence[float
     return VideoClip(torch.from_numpy(frames), list(map(int, indices)), fps, vlen, ts, build_msg(ts), "decord")
 
 
-def load_eval_clip(path: str | Path, loader: dict[str, Any] | None, num_frames: int, image_size: int) -> VideoClip:
+def load_eval_clip(path: str | Path, loader: dict[str, Any] | None, num_frames: int | FrameBudget,
+                   image_size: int) -> VideoClip:
     """The frames of one evaluation sample: `load_video` (uniform, squashed to ``image_size``), or
-    `load_mvbench_clip` when the sample's ``loader`` is ``{"kind": "mvbench", "bound", "data_type"}``."""
+    `load_mvbench_clip` when the sample's ``loader`` is ``{"kind": "mvbench", "bound", "data_type"}``
+    (a fixed count only: MVBench's segment sampler takes ``num_segments``)."""
     if loader and loader.get("kind") == "mvbench":
+        if isinstance(num_frames, FrameBudget):
+            if num_frames.fps is not None:
+                raise ValueError("the MVBench frame loader takes a fixed num_frames; eval.fps is not supported there")
+            num_frames = num_frames.num_frames
         return load_mvbench_clip(path, num_frames, loader.get("bound"), loader.get("data_type", "video"), image_size)
     if loader and loader.get("kind") not in (None, "uniform"):
         raise ValueError(f"unknown eval frame loader {loader.get('kind')!r}")

@@ -48,8 +48,9 @@ from timechat.constants import AUTOCAST_DTYPES
 from timechat.config import EvalConfig
 from timechat.data.collate import inference_timestamps
 from timechat.data.conversation import ChatState, postprocess_answer, segment_ids
+from timechat.data.settings import FrameBudget
 from timechat.eval.tasks.common import resolve_system
-from timechat.models.generation import GenerationConfig, generate
+from timechat.models.generation import GenerationConfig, check_context, generate
 from timechat.io import atomic_write_json, read_json
 from timechat import distributed as dist_utils
 from timechat.logs import Progress
@@ -217,10 +218,11 @@ class RankWriter:
 # --------------------------------------------------------------------------------------------
 
 
-def decode_video(path: str | os.PathLike, num_frames: int, image_size: int,
+def decode_video(path: str | os.PathLike, num_frames: int | FrameBudget, image_size: int,
                  loader: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Decode one video as evaluation does: frames (uniform, or the sample's own `loader`, e.g. MVBench's
     segment sampler; see `timechat.data.video.load_eval_clip`), eval transform, timestamp sentences.
+    `num_frames` is a count or a `FrameBudget` (`EvalConfig.frame_budget`).
 
     Returns:
         (the `timechat.data.video` clip, `{pixels (C, T, H, W), msg, sentences, num_frames}`).
@@ -241,7 +243,7 @@ class VideoItems(torch.utils.data.Dataset):
     Never raises for a bad video: the item then carries `error` / `error_type` instead of pixels.
     """
 
-    def __init__(self, samples: Sequence[EvalSample], num_frames: int, image_size: int) -> None:
+    def __init__(self, samples: Sequence[EvalSample], num_frames: int | FrameBudget, image_size: int) -> None:
         self.samples = list(samples)
         self.num_frames = num_frames
         self.image_size = image_size
@@ -414,7 +416,7 @@ class InferenceEngine:
 
     def _run_batches(self, samples: Sequence[EvalSample], pending: list[tuple[int, list[int]]],
                      done: set[str], total: int, start: int) -> None:
-        dataset = VideoItems(samples, self.cfg.num_frames, self.model.cfg.vision.image_size)
+        dataset = VideoItems(samples, self.cfg.frame_budget, self.model.cfg.vision.image_size)
         loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=[idx for _, idx in pending], num_workers=self.cfg.num_workers,
             collate_fn=_as_list, pin_memory=False,
@@ -485,7 +487,8 @@ class InferenceEngine:
         return self.model.encode_batch_videos({"images": images, "timestamps": ts})
 
     def answer_round(self, states: Sequence[ChatState], video: Sequence[torch.Tensor], gen_cfg: GenerationConfig,
-                     on_token: Callable[[torch.Tensor], None] | None = None) -> AnswerRound:
+                     on_token: Callable[[torch.Tensor], None] | None = None,
+                     names: Sequence[str] | None = None) -> AnswerRound:
         """One `Chat.answer` call: render each state's prompt, decode left-padded, post-process.
 
         Each state gets its answer stored (`ChatState.set_answer`) for the next round.
@@ -495,9 +498,17 @@ class InferenceEngine:
             video: per state, its video tokens (`encode_videos`).
             gen_cfg: decoding settings.
             on_token: called with the (B,) ids of every decoding step (streaming).
+            names: per state, a name for errors (the sample ids).
+        Raises:
+            ContextOverflowError: a prompt would lose video tokens to the `max_context` cut
+                (`timechat.models.generation.check_context`), before anything is decoded.
         """
         prompts = [st.prompt_for_answer() for st in states]
         segs = [segment_ids(p, self.llama_tok) for p in prompts]
+        # Stand-in models of the tests have no LLM config: then only max_context is checked.
+        positions = getattr(getattr(self.model.base_llm, "config", None), "max_position_embeddings", None)
+        check_context([(len(s[0]), v.shape[0], sum(len(x) for x in s[1:])) for s, v in zip(segs, video)], gen_cfg,
+                      positions, names)
         embeds, mask = self.model.build_context_embeds(segs, list(video))
         out = generate(self.model.llama_model, embeds, mask, gen_cfg, on_token=on_token)
         answers = []
@@ -521,7 +532,8 @@ class InferenceEngine:
             round_index = 0
             while active:
                 done = self.answer_round([states[i] for i in active], [video[i] for i in active],
-                                         self.generation_config(batch_index, round_index))
+                                         self.generation_config(batch_index, round_index),
+                                         names=[f"sample {samples[ok[i]['index']].id!r}" for i in active])
                 for text, i in zip(done.answers, active):
                     rounds[i].append(text)
                 # Post-check: a second round in the same conversation for samples that have one.

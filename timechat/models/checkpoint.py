@@ -222,11 +222,19 @@ def _resize_pos_embed(pos: torch.Tensor, num_tokens: int) -> torch.Tensor:
     return torch.cat([cls, grid], dim=1)
 
 
-def resize_frame_positions(weight: torch.Tensor, rows: int) -> torch.Tensor:
-    """Nearest-neighbour resize of the frame-position table along the frame axis (e.g. 32 -> 96)."""
+def resize_frame_positions(weight: torch.Tensor, rows: int, mode: str = "nearest") -> torch.Tensor:
+    """Resize the frame-position table (R, D) along the frame axis to (rows, D).
+
+    ``nearest``: the original's ``interpolate_frame_pos_embed`` (32 -> 96 repeats each row 3 times;
+    row i takes source row ``floor(i * R / rows)``). ``linear``: ``align_corners=True``, so the first
+    and last rows are kept and the others are blends of their two neighbours. Differentiable.
+    """
     if weight.shape[0] == rows:
         return weight
-    resized = F.interpolate(weight.T.unsqueeze(0).float(), size=rows, mode="nearest")  # (1, D, rows)
+    if mode not in ("nearest", "linear"):
+        raise ValueError(f"frame-position resize mode must be 'nearest' or 'linear', got {mode!r}")
+    kwargs = {"align_corners": True} if mode == "linear" else {}
+    resized = F.interpolate(weight.T.unsqueeze(0).float(), size=rows, mode=mode, **kwargs)  # (1, D, rows)
     return resized.squeeze(0).T.contiguous().to(weight.dtype)
 
 

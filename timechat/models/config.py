@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from timechat.constants import DTYPE_NAMES
 from timechat.validation import check_keys
 
 MODES = ("compat", "fixed")
+POSITION_OVERFLOW_RULES = ("error", "nearest", "linear")
 
 
 @dataclass
@@ -118,7 +119,16 @@ class TimeChatConfig:
     fixed_timestamp_tokenizer: Literal["bert", "llama"] = "bert"
     """Timestamp tokenizer used on every path in `fixed` mode."""
     max_frame_pos: int = 96
-    """Rows of the global frame-position table; a video can have at most this many frames."""
+    """Rows of the global frame-position table; longer videos follow `position_overflow`."""
+    position_overflow: Literal["error", "nearest", "linear"] = "error"
+    """A video with more frames than `max_frame_pos`: ``error`` (the default; the original crashed),
+    ``nearest`` (stretch the table to the frame count by nearest neighbour, the rule the original
+    applies when it loads Video-LLaMA's 32-row table into 96 rows) or ``linear`` (linear
+    interpolation, end rows kept). Videos within the table use it unchanged whatever the rule."""
+    frame_chunk_size: Optional[int] = None
+    """Frames per call of the ViT + frame Q-Former (and frames' worth of windows per call of the
+    video Q-Former), so peak memory follows the chunk, not the video length. None: all frames of the
+    batch in one call (the original's computation)."""
     window_size: int = 32
     stride: int = 32
     image_token_id: int = 32000
@@ -149,6 +159,11 @@ class TimeChatConfig:
             raise ValueError("model.fixed_timestamp_tokenizer must be 'bert' or 'llama'")
         if self.stride > 0 and self.window_size <= 0:
             raise ValueError("model.window_size must be > 0 when model.stride > 0")
+        if self.position_overflow not in POSITION_OVERFLOW_RULES:
+            raise ValueError(f"model.position_overflow must be one of {POSITION_OVERFLOW_RULES}, "
+                             f"got {self.position_overflow!r}")
+        if self.frame_chunk_size is not None and self.frame_chunk_size < 1:
+            raise ValueError(f"model.frame_chunk_size must be >= 1 or null (no chunking), got {self.frame_chunk_size}")
 
     # -- derived quantities ---------------------------------------------------------------------
     def num_video_tokens(self, num_frames: int) -> int:

@@ -10,15 +10,21 @@ from `cumsum(mask) - 1` (padding positions set to 1), exactly what HF computed f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import inspect
+import logging
 
 import torch
 from transformers import DynamicCache, LlamaForCausalLM
 
 # transformers 5.x renames `past_key_values` to `cache`; use whichever this version accepts.
 _CACHE_KW = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
+logger = logging.getLogger(__name__)
+
+
+class ContextOverflowError(ValueError):
+    """A prompt does not fit the decoding context without losing video tokens."""
 
 
 @dataclass
@@ -34,7 +40,8 @@ class GenerationConfig:
     seed: int = 42
     """Seed of the sampling generator (only used with do_sample)."""
     max_context: int = 3000
-    """Context cap; longer prompts are cut from the left, like the original's `max_length` 3000."""
+    """Context cap; longer prompts are cut from the left, like the original's `max_length` 3000
+    (`check_context` refuses a cut that would reach the video tokens)."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -60,6 +67,57 @@ def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     remove_sorted[..., -1:] = False  # always keep the best token
     remove = remove_sorted.scatter(-1, sorted_idx, remove_sorted)
     return logits.masked_fill(remove, float("-inf"))
+
+
+def left_cut(lengths: Sequence[int], cfg: GenerationConfig) -> list[int]:
+    """Real tokens `generate` cuts from the left of each row of a left-padded batch.
+
+    The batch is padded to ``L = max(lengths)``; when ``L + max_new_tokens > max_context`` the first
+    ``L - max(1, max_context - max_new_tokens)`` positions go, padding first.
+    """
+    padded = max(lengths)
+    if padded + cfg.max_new_tokens <= cfg.max_context:
+        return [0] * len(lengths)
+    cut = padded - max(1, cfg.max_context - cfg.max_new_tokens)
+    return [max(0, cut - (padded - n)) for n in lengths]
+
+
+def check_context(prompts: Sequence[tuple[int, int, int]], cfg: GenerationConfig, max_positions: int | None = None,
+                  names: Sequence[str] | None = None) -> None:
+    """Check, before decoding, that the left cut of `generate` leaves every video token in place.
+
+    The original cut any prompt longer than ``max_length - max_new_tokens`` from the left, video
+    tokens included. Here a cut that stays in the text before the video (system prompt) is kept
+    as the original's behaviour, with a warning; a cut that would reach the video is an error.
+    A prompt longer than the LLM's positions (`max_positions`) gets a warning: it decodes, but past
+    the positions the LLM was trained on.
+
+    Args:
+        prompts: per row (text tokens before the video, video tokens, text tokens after it).
+        cfg: the decoding settings (`max_context`, `max_new_tokens`).
+        max_positions: the LLM's ``max_position_embeddings`` (None: not checked).
+        names: per row, a name for the messages (e.g. the sample id).
+    Raises:
+        ContextOverflowError: naming the row, its token counts and the cap.
+    """
+    lengths = [sum(p) for p in prompts]
+    for i, ((before, video, after), n, cut) in enumerate(zip(prompts, lengths, left_cut(lengths, cfg))):
+        name = names[i] if names is not None else f"row {i}"
+        counts = (f"{n} prompt tokens ({before} text + {video} video + {after} text) + max_new_tokens "
+                  f"{cfg.max_new_tokens}")
+        if cut > before:
+            raise ContextOverflowError(
+                f"{name}: {counts} exceed max_context {cfg.max_context} (batch padded to {max(lengths)}); the "
+                f"left cut of {cut} tokens would drop {min(video, cut - before)} video tokens. Sample fewer frames "
+                "(eval.num_frames / eval.max_frames / eval.fps) or raise eval.max_context"
+                + (f" (the LLM has {max_positions} positions)" if max_positions else "")
+            )
+        if cut:
+            logger.warning("%s: %s exceed max_context %d; the first %d text tokens are cut (as the original did)",
+                           name, counts, cfg.max_context, cut)
+        if max_positions is not None and n - cut + cfg.max_new_tokens > max_positions:
+            logger.warning("%s: %s reach past the LLM's %d positions (max_position_embeddings)", name, counts,
+                           max_positions)
 
 
 @torch.no_grad()

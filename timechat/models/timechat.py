@@ -12,6 +12,11 @@
 `forward(batch)` is the training path (loss and logits); `encode_batch_videos` + `build_context_embeds`
 + `timechat.models.generation.generate` are the inference path.
 
+Long videos (not in the original, which stops at 96 frames): `cfg.frame_chunk_size` runs the ViT +
+frame Q-Former over that many frames at a time (and the video Q-Former over that many frames' worth
+of windows), so only the frame Q-Former outputs of the whole video are held at once;
+`cfg.position_overflow` decides what a video longer than the frame-position table gets.
+
 Every intermediate stage is either a submodule's output or the return value of a small method
 (`add_frame_positions`, `video_windows`), so tools observe it from outside with forward hooks
 (`timechat.reference.model.capture_stages`) and the model carries no debugging arguments.
@@ -28,6 +33,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from timechat.constants import BOS_TOKEN_ID, EOS_TOKEN_ID, IGNORE_INDEX, PAD_TOKEN_ID
+from timechat.models.checkpoint import resize_frame_positions
 from timechat.models.config import TimeChatConfig
 from timechat.models.qformer import build_frame_qformer, build_video_qformer, init_query_tokens
 from timechat.models.vision import EvaViT, LayerNormFp32
@@ -189,9 +195,12 @@ class TimeChat(nn.Module):
             (B, N_v * n_windows, D_llm) video tokens.
         """
         b, c, t, h, w = pixels.shape
+        self._check_frame_rows(b, t, b * t, ts_input_ids.shape[0])
         frames = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # (B*T, 3, H, W)
-        features = self.encode_frames(frames)  # (B*T, N_img, D_v)
-        return self.encode_from_features(features, b, t, ts_input_ids, ts_attention_mask)
+        frame_states = self._over_frame_chunks(
+            b * t, lambda s: self.encode_frame_states(self.encode_frames(frames[s]), ts_input_ids[s], ts_attention_mask[s])
+        )  # (B*T, Q', D)
+        return self.encode_from_frame_states(frame_states, b, t)
 
     def encode_from_features(
         self,
@@ -208,26 +217,60 @@ class TimeChat(nn.Module):
         Returns:
             (B, N_v * n_windows, D_llm) video tokens.
         """
-        bt = b * t
-        if image_features.shape[0] != bt or ts_input_ids.shape[0] != bt:
+        self._check_frame_rows(b, t, image_features.shape[0], ts_input_ids.shape[0])
+        frame_states = self._over_frame_chunks(
+            b * t, lambda s: self.encode_frame_states(image_features[s], ts_input_ids[s], ts_attention_mask[s])
+        )  # (B*T, Q', D)
+        return self.encode_from_frame_states(frame_states, b, t)
+
+    @staticmethod
+    def _check_frame_rows(b: int, t: int, image_rows: int, ts_rows: int) -> None:
+        if image_rows != b * t or ts_rows != b * t:
             raise ValueError(
-                f"expected {bt} frame rows (B={b}, T={t}); got {image_features.shape[0]} image rows and "
-                f"{ts_input_ids.shape[0]} timestamp rows"
+                f"expected {b * t} frame rows (B={b}, T={t}); got {image_rows} image rows and "
+                f"{ts_rows} timestamp rows"
             )
+
+    def _over_frame_chunks(self, n: int, encode: Any) -> torch.Tensor:
+        """`encode(rows)` over frame rows ``0..n-1``: one call without `cfg.frame_chunk_size` (or when
+        the batch fits one chunk), else one call per chunk, written into one (n, ...) output so
+        that no second copy of the outputs is made."""
+        chunk = self.cfg.frame_chunk_size
+        if chunk is None or chunk >= n:
+            return encode(slice(None))
+        out = None
+        for s in range(0, n, chunk):
+            part = encode(slice(s, min(s + chunk, n)))
+            if out is None:
+                out = part.new_empty((n, *part.shape[1:]))
+            out[s:s + part.shape[0]] = part
+        return out
+
+    def encode_frame_states(
+        self, image_features: torch.Tensor, ts_input_ids: torch.Tensor, ts_attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The timestamp-aware frame Q-Former on N frames: (N, N_img, D_v) -> (N, Q', D).
+
+        Q' is Q + L in `compat` (all Q+L rows, the padded timestamp-text rows included, as the
+        original keeps them) and Q in `fixed` (the query rows only, as InstructBLIP intends).
+        """
+        n = image_features.shape[0]
         image_features = image_features.to(self.query_tokens.dtype)
         nq = self.query_tokens.shape[1]
-        queries = self.query_tokens.expand(bt, -1, -1)  # (B*T, Q, D)
-        attn = torch.cat([ts_attention_mask.new_ones(bt, nq), ts_attention_mask], dim=1)  # (B*T, Q+L)
+        queries = self.query_tokens.expand(n, -1, -1)  # (N, Q, D)
+        attn = torch.cat([ts_attention_mask.new_ones(n, nq), ts_attention_mask], dim=1)  # (N, Q+L)
         frame_states = self.frame_qformer(
             input_ids=ts_input_ids,
             attention_mask=attn,
             query_embeds=queries,
             encoder_hidden_states=image_features,
-        ).last_hidden_state  # (B*T, Q+L, D)
-        # `compat` keeps all Q+L rows, padded timestamp-text rows included, as the original does;
-        # `fixed` keeps the query rows only, as InstructBLIP intends.
+        ).last_hidden_state  # (N, Q+L, D)
         if self.cfg.mode == "fixed":
-            frame_states = frame_states[:, :nq]  # (B*T, Q, D)
+            frame_states = frame_states[:, :nq]  # (N, Q, D)
+        return frame_states
+
+    def encode_from_frame_states(self, frame_states: torch.Tensor, b: int, t: int) -> torch.Tensor:
+        """Frame positions, sliding windows, video Q-Former and projection: (B*T, Q', D) -> (B, N_v * n_windows, D_llm)."""
         rows, d = frame_states.shape[1], frame_states.shape[2]
         frame_states = self.add_frame_positions(frame_states.reshape(b, t, rows, d))  # (B, T, Q', D)
         video_q = self.encode_windows(self.video_windows(frame_states))  # (B, N_v * n_windows, D)
@@ -239,14 +282,31 @@ class TimeChat(nn.Module):
         This is how the video Q-Former learns frame order: its inputs are otherwise an unordered
         set of rows.
         """
-        t = frame_states.shape[1]
-        if t > self.cfg.max_frame_pos:
-            raise ValueError(
-                f"video has {t} frames but the frame-position table has {self.cfg.max_frame_pos} rows "
-                "(model.max_frame_pos); sample fewer frames or enlarge the table"
-            )
-        pos = self.frame_position_embedding(torch.arange(t, device=frame_states.device))  # (T, D)
+        pos = self.frame_positions(frame_states.shape[1]).to(frame_states.device)  # (T, D)
         return frame_states + pos[None, :, None, :].to(frame_states.dtype)
+
+    def frame_positions(self, t: int) -> torch.Tensor:
+        """Position embeddings of frames ``0..t-1``: (t, D).
+
+        Rows ``0..t-1`` of the table when it has that many (every `position_overflow` rule; the
+        original's behaviour). Beyond: `cfg.position_overflow` (``nearest`` / ``linear`` resize the
+        whole table to t rows, see `timechat.models.checkpoint.resize_frame_positions`).
+
+        Raises:
+            ValueError: t exceeds the table and the rule is ``error``.
+        """
+        table = self.frame_position_embedding
+        rows = table.num_embeddings
+        if t <= rows:
+            return table(torch.arange(t, device=table.weight.device))  # (T, D)
+        rule = self.cfg.position_overflow
+        if rule == "error":
+            raise ValueError(
+                f"video has {t} frames but the frame-position table has {rows} rows (model.max_frame_pos); "
+                "sample fewer frames (eval.num_frames / eval.max_frames, or the dataset's), or set "
+                "model.position_overflow to 'nearest' or 'linear' to stretch the table"
+            )
+        return resize_frame_positions(table.weight, t, rule)  # (T, D)
 
     def video_windows(self, frame_states: torch.Tensor) -> list[torch.Tensor]:
         """Sliding windows over the frames, flattened into the video Q-Former's key/value sequence.
@@ -276,16 +336,21 @@ class TimeChat(nn.Module):
         by_len: dict[int, list[int]] = defaultdict(list)
         for i, w in enumerate(windows):
             by_len[w.shape[1]].append(i)
+        # With `frame_chunk_size`, a call takes at most that many frames' worth of windows (one at least).
         b, d = windows[0].shape[0], windows[0].shape[2]
         nv = self.video_query_tokens.shape[1]
+        chunk = self.cfg.frame_chunk_size
+        per_call = len(windows) if chunk is None else max(1, chunk // max(1, self.cfg.window_size))
         outputs: list[torch.Tensor] = [windows[0].new_empty(0)] * len(windows)
-        for idxs in by_len.values():
-            win = torch.cat([windows[i] for i in idxs], dim=0)  # (K*B, n*Q', D), window-major
-            queries = self.video_query_tokens.expand(win.shape[0], -1, -1)
-            out = self.video_qformer(query_embeds=queries, encoder_hidden_states=win).last_hidden_state  # (K*B, Nv, D)
-            out = out.reshape(len(idxs), b, nv, d)
-            for k, i in enumerate(idxs):
-                outputs[i] = out[k]
+        for same_len in by_len.values():
+            for c in range(0, len(same_len), per_call):
+                idxs = same_len[c:c + per_call]
+                win = torch.cat([windows[i] for i in idxs], dim=0)  # (K*B, n*Q', D), window-major
+                queries = self.video_query_tokens.expand(win.shape[0], -1, -1)
+                out = self.video_qformer(query_embeds=queries, encoder_hidden_states=win).last_hidden_state  # (K*B, Nv, D)
+                out = out.reshape(len(idxs), b, nv, d)
+                for k, i in enumerate(idxs):
+                    outputs[i] = out[k]
         return torch.cat(outputs, dim=1)  # (B, Nv * n_windows, D)
 
     def encode_batch_videos(self, batch: dict[str, Any]) -> list[torch.Tensor]:

@@ -47,6 +47,16 @@ def test_videomme_task(tmp_path):
     assert (tmp_path / "again/video-mme.json").read_bytes() == (tmp_path / "video-mme.json").read_bytes()
 
 
+def test_duration_split(tmp_path):
+    q = {"videoID": "v1", "question": "what?", "option": ["A. x", "B. y", "C. z", "D. w"], "answer": "B"}
+    data = {"001": [{**q, "duration": "short"}], "002": [{**q, "duration": "long"}, {**q, "duration": "long"}]}
+    path = write_json(tmp_path / "mme.json", data)
+    cfg = EvalConfig(task="videomme", anno_path=path, videos_dir=str(tmp_path), extra={"duration": "long"})
+    assert [s.id for s in VideoMMETask(cfg).build_samples()] == ["002/0", "002/1"]
+    with pytest.raises(ValueError, match="eval.extra.duration must be one of"):
+        VideoMMETask(EvalConfig(task="videomme", anno_path=path, extra={"duration": "Long"})).build_samples()
+
+
 def test_unknown_extra_key_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown eval.extra key"):
         VideoMMETask(EvalConfig(task="videomme", anno_path=str(tmp_path), extra={"fallbak": "none"}))

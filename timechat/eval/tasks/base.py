@@ -202,7 +202,9 @@ class EvalTask:
         return samples[: self.cfg.max_samples] if self.cfg.max_samples is not None else samples
 
     def file_stem(self) -> str:
-        return f"{self.cfg.dataset}_{self.cfg.split}_f{self.cfg.num_frames}_result.json"
+        c = self.cfg
+        frames = f"f{c.num_frames}" if c.fps is None else f"fps{c.fps:g}_max{c.max_frames}"
+        return f"{c.dataset}_{c.split}_{frames}_result.json"
 
     def parse_stats(self) -> IssueStats:
         """An empty counter of parse failures, keeping the first `eval.max_examples` examples."""

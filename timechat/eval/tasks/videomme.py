@@ -112,20 +112,30 @@ def read_videomme(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+VIDEOMME_DURATIONS = ("short", "medium", "long")
+"""Video-MME's splits by video length (< 2 min, 4-15 min, 30-60 min), its records' ``duration``."""
+
+
 class VideoMMETask(EvalTask):
     """Video-MME without subtitles as the original ``evaluate_videomme.py`` (see the module docstring)."""
 
     name = benchmark = "videomme"
-    extra_keys = frozenset({"fallback", "prompt_wording"})
+    extra_keys = frozenset({"fallback", "prompt_wording", "duration"})
     timestamp_tokenizer = "bert"
 
     def build_samples(self) -> list[EvalSample]:
+        """The questions, or with ``eval.extra.duration`` (``short`` / ``medium`` / ``long``) those of that split."""
         anno = Path(self._require("anno_path"))
         path = anno / "video-mme.json" if anno.is_dir() else anno
         wording = self.cfg.extra.get("prompt_wording", "original")
+        split = self.cfg.extra.get("duration")
+        if split not in (None, *VIDEOMME_DURATIONS):
+            raise ValueError(f"eval.extra.duration must be one of {VIDEOMME_DURATIONS} or unset, got {split!r}")
         samples = []
         for key, questions in read_videomme(path).items():
             for k, q in enumerate(questions):
+                if split is not None and q.get("duration") != split:
+                    continue  # sample ids keep the question's place in the file
                 for field_ in ("videoID", "question", "option"):
                     if q.get(field_) is None:
                         raise ValueError(f"{path}: question {k} of {key!r} has no {field_!r}")
