@@ -17,6 +17,6 @@ export HF_HUB_OFFLINE=1
 #  run.build_feature_cache in the config)
 python train.py --cfg-path train_configs/tiny_synthetic.yaml "$@"
 python evaluate.py --cfg-path eval_configs/tiny_synthetic.yaml
+echo "report: outputs/tiny_synthetic/eval/tvg_test/report.md"
 python scripts/synthetic_baselines.py --data data/synthetic --out outputs/tiny_synthetic/baselines.json \
   --predictions outputs/tiny_synthetic/eval/tvg_test/fmt_synthetic_test_f16_result.json
-echo "report: outputs/tiny_synthetic/eval/tvg_test/report.md"

@@ -102,9 +102,10 @@ __all__ = [
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
-TASKS = ("tvg", "dvc", "vhd", "timeline")
+TASKS = ("tvg", "dvc", "vhd", "timeline", "tvg_chat")
 EVAL_TASKS = ("tvg", "dvc", "vhd")
-"""Tasks with evaluation ground truth; ``timeline`` is a training-only task (see `TIMELINE_TEMPLATES`)."""
+"""Tasks with evaluation ground truth; ``timeline`` (see `TIMELINE_TEMPLATES`) and ``tvg_chat`` (every
+grounding query of a video as one multi-turn conversation, in a random order) are training-only."""
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 _MANAGED_DIRS = ("videos", "annotations", "instruct")
 _MANIFEST = "manifest.json"
@@ -227,9 +228,9 @@ class SyntheticConfig:
     """Event start/end times and video lengths are multiples of this (seconds)."""
     num_event_types: int = 4
     """How many of ``EVENT_TYPES`` are used (1..6); must be >= max_events."""
-    tasks: tuple[str, ...] = field(default=TASKS, metadata={"choices": TASKS})
-    """Which tasks get instruction data (subset of tvg, dvc, vhd, timeline); tvg, dvc and vhd also get
-    eval ground truth."""
+    tasks: tuple[str, ...] = field(default=TASKS[:4], metadata={"choices": TASKS})
+    """Which tasks get instruction data (subset of tvg, dvc, vhd, timeline, tvg_chat); tvg, dvc and vhd
+    also get eval ground truth."""
     crf: int = 20
     """libx264 constant rate factor (lower = closer to the rendered frames, larger files)."""
 
@@ -351,6 +352,7 @@ def generate_synthetic_dataset(
     config: SyntheticConfig | None = None,
     *,
     force: bool = False,
+    workers: int | None = None,
     **fields: Any,
 ) -> SyntheticSummary:
     """Write the synthetic dataset (videos, events, instructions, eval gt) under ``out_dir``.
@@ -360,6 +362,9 @@ def generate_synthetic_dataset(
         config: the generation settings (:class:`SyntheticConfig`); or give its fields as keywords
             (``fields``, e.g. ``num_train=12``), not both. Neither: the defaults.
         force: regenerate even if ``manifest.json`` matches.
+        workers: processes that render and encode videos (default: the CPUs this process may use,
+            at most 8). Every video is written from its own generator, so the files are the same
+            for any number.
 
     Returns:
         A :class:`SyntheticSummary` with the paths and counts.
@@ -403,10 +408,9 @@ def generate_synthetic_dataset(
         if n == 0:
             continue
         videos = [_sample_video(cfg, split, i) for i in range(n)]
-        for v in videos:
-            path = out / "videos" / split / f"{v['id']}.mp4"
-            _encode_video(path, _render_video(cfg, v), cfg)
-            written.append(path)
+        paths = [out / "videos" / split / f"{v['id']}.mp4" for v in videos]
+        _write_videos(cfg, videos, paths, workers)
+        written += paths
         counts["videos"][split] = n
         counts["events"][split] = sum(len(v["events"]) for v in videos)
 
@@ -435,6 +439,29 @@ def generate_synthetic_dataset(
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
     (out / _MARKER).unlink(missing_ok=True)
     return _summary(out, cfg, counts, regenerated=True, seconds=time.perf_counter() - t0)
+
+
+def _write_video(cfg: SyntheticConfig, video: dict[str, Any], path: Path) -> None:
+    _encode_video(path, _render_video(cfg, video), cfg)
+
+
+def _write_videos(cfg: SyntheticConfig, videos: list[dict[str, Any]], paths: list[Path], workers: int | None) -> None:
+    """Render and encode the videos, in a process pool when more than one worker is asked for."""
+    if workers is None:
+        workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers <= 1 or len(videos) < 2:
+        for v, path in zip(videos, paths):
+            _write_video(cfg, v, path)
+        return
+    import concurrent.futures
+    import multiprocessing
+
+    # fork: the workers only render (numpy) and encode (PyAV), and a forked worker does not re-run the
+    # caller's script the way spawn/forkserver do when it has no `if __name__ == "__main__"` guard.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+        for _ in pool.map(_write_video, [cfg] * len(videos), videos, paths, chunksize=16):
+            pass
 
 
 def load_events(out_dir: str | os.PathLike, split: str) -> list[dict[str, Any]]:
@@ -702,6 +729,8 @@ def _instruct_items(cfg: SyntheticConfig, split: str, task: str, videos: list[di
             q = _pick(cfg, templates, task, split, i)
             items.append({"video": v["video"], "QA": [{"q": q, "a": answer(v["events"])}], "source": source})
         return items
+    if task == "tvg_chat":
+        return _tvg_chat_items(cfg, split, videos)
     for qid, v, ev in _queries(videos):
         if task == "tvg":
             q = _pick(cfg, TVG_TEMPLATES, task, split, qid).format(query=ev["sentence"])
@@ -710,6 +739,23 @@ def _instruct_items(cfg: SyntheticConfig, split: str, task: str, videos: list[di
             q = _pick(cfg, VHD_TEMPLATES, task, split, qid).format(query=ev["sentence"])
             a = _vhd_answer(*_saliency(cfg, split, v, ev, qid))
         items.append({"video": v["video"], "QA": [{"q": q, "a": a}], "source": source})
+    return items
+
+
+def _tvg_chat_items(cfg: SyntheticConfig, split: str, videos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One item per video: the grounding turns of all its events (the ``tvg`` questions and answers)
+    as one conversation, in an order drawn per video, so that queries about the 2nd and 3rd events
+    come first as often as those about the 1st and every turn after the first asks about another
+    span of the same frames."""
+    turns: dict[str, list[dict[str, str]]] = {}
+    for qid, v, ev in _queries(videos):
+        q = _pick(cfg, TVG_TEMPLATES, "tvg", split, qid).format(query=ev["sentence"])
+        turns.setdefault(v["id"], []).append({"q": q, "a": _tvg_answer(ev["start"], ev["end"])})
+    items = []
+    for i, v in enumerate(videos):
+        qa = turns[v["id"]]
+        order = np.random.default_rng([cfg.seed, 13, _SPLIT_CODE[split], i]).permutation(len(qa))
+        items.append({"video": v["video"], "QA": [qa[k] for k in order], "source": "synthetic_tvg_chat"})
     return items
 
 
