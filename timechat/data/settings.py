@@ -46,11 +46,16 @@ class DataSettings:
     """Frame sampling: ``'rand'`` (one random frame per bin, training) or ``'uniform'``."""
     train_aug: bool = True
     """Random resized crop (training); False: the evaluation transform."""
+    min_frames: int = 1
+    """Videos with fewer decodable frames are bad samples (``video_too_short``), counted and replaced.
+    1 (the original): every decodable video trains, however short; see the README's data checks."""
 
     def __post_init__(self) -> None:
-        for name in ("num_frames", "image_size", "num_video_query_token", "max_txt_len"):
+        for name in ("num_frames", "image_size", "num_video_query_token", "max_txt_len", "min_frames"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"data setting {name} must be >= 1, got {getattr(self, name)}")
+        if self.min_frames > self.num_frames:
+            raise ValueError(f"data setting min_frames={self.min_frames} is more than num_frames={self.num_frames}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"data setting sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
 
