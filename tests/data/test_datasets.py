@@ -196,6 +196,6 @@ def test_min_frames_counts_too_short_videos(videos, tok):
     assert ds[1]["index"] == 1 and ds[1]["images"].shape[1] == 1 and ds.stats.failures == 0
     ds = _ds(records, videos, tok, sampling="uniform", train_aug=False, min_frames=2)
     assert ds[1]["index"] == 0
-    assert ds.stats.examples == {"video_too_short": ["timeit[1]:one.mp4: 1 frame(s) decoded, min_frames=2"]}
+    assert ds.stats.examples == {"too_few_frames": ["timeit[1]:one.mp4: 1 frame(s) decoded, min_frames=2"]}
     with pytest.raises(ValueError, match="min_frames=5 is more than num_frames=4"):
         DataSettings(num_frames=4, min_frames=5)

@@ -119,18 +119,24 @@ def validate_record(record: Any, sample_id: str) -> dict[str, Any]:
 
 
 def check_built_sample(sample_id: str, text: TrainText, n_frames: int, settings: DataSettings, *,
-                       allow_cut_placeholders: bool = False) -> None:
+                       allow_truncated: bool = False) -> None:
     """The checks of a built sample, shared by the live and the cached item builders.
 
+    Args:
+        allow_truncated: accept what ``max_txt_len`` made unusable for training (the reference
+            comparison rebuilds such items exactly as the original did).
+
     Raises:
-        SampleError: ``video_too_short`` (fewer frames than ``min_frames``), ``placeholders_truncated``
-        (``max_txt_len`` cut some ``<ImageHere>``; unless ``allow_cut_placeholders``),
-        ``no_supervised_tokens`` (``max_txt_len`` cut every answer token: nothing to learn from).
+        SampleError: ``too_few_frames`` (fewer frames than ``min_frames``); unless ``allow_truncated``:
+        ``placeholders_truncated`` (``max_txt_len`` cut some ``<ImageHere>``), ``no_supervised_tokens``
+        (``max_txt_len`` cut every answer token: nothing to learn from).
     """
     st = settings
     if n_frames < st.min_frames:
-        raise SampleError(sample_id, "video_too_short", f"{n_frames} frame(s) decoded, min_frames={st.min_frames}")
-    if text.placeholders_cut and not allow_cut_placeholders:
+        raise SampleError(sample_id, "too_few_frames", f"{n_frames} frame(s) decoded, min_frames={st.min_frames}")
+    if allow_truncated:
+        return
+    if text.placeholders_cut:
         raise SampleError(
             sample_id,
             "placeholders_truncated",
@@ -201,7 +207,8 @@ def build_train_item(
         settings: frames, sizes, sampling, augmentation, text length (`DataSettings`); or give
             its fields as keywords (``setting_values``, e.g. ``num_frames=8``), not both.
         rng / np_rng / torch_gen: frame sampling and crop randomness (see `load_video`).
-        allow_cut_placeholders: return items whose ``<ImageHere>`` ids were cut by ``max_txt_len``.
+        allow_cut_placeholders: return items that ``max_txt_len`` made unusable (``<ImageHere>`` ids or
+            every answer token cut), as the original does (the reference comparison needs them).
 
     Returns:
         ``images`` (C, T, H, W) float32, ``input_ids`` / ``labels`` (L,) long, ``timestamps``
@@ -209,8 +216,8 @@ def build_train_item(
 
     Raises:
         SampleError: ``video_missing``/``video_undecodable``/``video_empty``, ``bad_record``,
-        ``bad_text`` (`validate_record`), ``video_too_short``, ``placeholders_truncated`` (unless
-        ``allow_cut_placeholders``), ``no_supervised_tokens`` (`check_built_sample`).
+        ``bad_text`` (`validate_record`), ``too_few_frames``, and unless ``allow_cut_placeholders``
+        ``placeholders_truncated`` and ``no_supervised_tokens`` (`check_built_sample`).
     """
     st = data_settings(settings, setting_values, "build_train_item")
     record = validate_record(record, sample_id)
@@ -225,7 +232,7 @@ def build_train_item(
         images = eval_transform(clip.frames)
     text = build_train_text(record["QA"], clip.msg, images.shape[1], llama_tokenizer, st.num_video_query_token, st.stride,
                             st.max_txt_len)
-    check_built_sample(sample_id, text, len(clip.indices), st, allow_cut_placeholders=allow_cut_placeholders)
+    check_built_sample(sample_id, text, len(clip.indices), st, allow_truncated=allow_cut_placeholders)
     return {
         "id": sample_id,
         "images": images,

@@ -47,7 +47,7 @@ class DataSettings:
     train_aug: bool = True
     """Random resized crop (training); False: the evaluation transform."""
     min_frames: int = 1
-    """Videos with fewer decodable frames are bad samples (``video_too_short``), counted and replaced.
+    """Videos with fewer decodable frames are bad samples (``too_few_frames``), counted and replaced.
     1 (the original): every decodable video trains, however short; see the README's data checks."""
 
     def __post_init__(self) -> None:
