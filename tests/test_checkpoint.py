@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -20,14 +22,18 @@ from torch import nn
 
 from timechat.checkpoint import (
     CheckpointError,
+    CorruptCheckpointError,
     checkpoint_path,
     export_original_layout,
     latest_checkpoint,
+    latest_valid_checkpoint,
     list_checkpoints,
     load_checkpoint,
     load_trainable_weights,
     prune_checkpoints,
     save_checkpoint,
+    set_aside,
+    verify_checkpoint,
 )
 from timechat.train.schedule import LinearWarmupCosineLRScheduler
 
@@ -199,6 +205,80 @@ def test_export_original_layout(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["timechat.pth"]
     with pytest.raises(TypeError, match=r"\['bad'\]"):
         export_original_layout({"bad": 1}, tmp_path / "x.pth")
+
+
+# -- integrity (issue 12): a checksum per file, verified on load; resume steps back past a damaged newest --
+def _corrupt(file: Path, how: str) -> None:
+    """The three damages of the issue: a cut file, changed tensor bytes (same size), a broken header."""
+    data = bytearray(file.read_bytes())
+    if how == "truncated":
+        file.write_bytes(bytes(data[: len(data) // 2]))
+    elif how == "tensor_bytes":
+        data[-3] ^= 0xFF  # inside the last tensor's data: same size, still a valid file
+        file.write_bytes(bytes(data))
+    else:  # "header": the length prefix -> safetensors' "header too large"
+        data[:8] = (2**40).to_bytes(8, "little")
+        file.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["truncated", "tensor_bytes", "header"])
+def test_resume_falls_back_past_a_corrupt_newest_checkpoint(tmp_path, how):
+    model, opt, sched = _train_state(0)
+    good = save_checkpoint(tmp_path, 1, model=model, optimizer=opt, scheduler=sched)
+    bad = save_checkpoint(tmp_path, 2, model=model, optimizer=opt, scheduler=sched)
+    file = bad / "trainable.safetensors"
+    _corrupt(file, how)
+    found, skipped = latest_valid_checkpoint(tmp_path)
+    assert found == good and [folder for folder, _ in skipped] == [bad]
+    assert str(file) in skipped[0][1], skipped  # why: names the file
+    with pytest.raises(CorruptCheckpointError, match=re.escape(str(file))):
+        load_checkpoint(bad, model=Tiny(), optimizer=opt)
+    # the evaluation loader of a step folder: a clear error naming the file, marker or not
+    with pytest.raises(CorruptCheckpointError, match=re.escape(str(file))):
+        load_trainable_weights(bad, Tiny().requires_grad_(False), match="subset")
+    (bad / "COMPLETE").unlink()
+    if how != "tensor_bytes":  # without a manifest only the structure can be checked
+        with pytest.raises(CorruptCheckpointError, match=re.escape(str(file))):
+            load_trainable_weights(bad, Tiny().requires_grad_(False), match="subset")
+    moved = set_aside(good)
+    assert moved.name.startswith("step_00000001.corrupt-") and latest_valid_checkpoint(tmp_path) == (None, [])
+
+
+def test_checkpoints_without_checksums_still_load_with_the_size_and_header_checks(tmp_path):
+    model, opt, sched = _train_state(0)
+    path = save_checkpoint(tmp_path, 3, model=model, optimizer=opt, scheduler=sched)
+    manifest = json.loads((path / "COMPLETE").read_text())
+    assert manifest["format_version"] == 2 and set(manifest["sha256"]) == set(manifest["files"])
+    del manifest["sha256"]
+    manifest["format_version"] = 1
+    (path / "COMPLETE").write_text(json.dumps(manifest))  # a checkpoint saved before checksums
+    model2, opt2, sched2 = _train_state(5)
+    assert load_checkpoint(path, model=model2, optimizer=opt2, scheduler=sched2)["step"] == 3
+    assert torch.equal(model2.proj.weight, model.proj.weight)
+    _corrupt(path / "trainable.safetensors", "header")
+    with pytest.raises(CorruptCheckpointError, match=r"trainable.safetensors: corrupted safetensors header"):
+        load_checkpoint(path, model=model2)
+    (path / "optimizer.pt").write_bytes(b"x")
+    with pytest.raises(CorruptCheckpointError, match=r"optimizer.pt is missing or has a different size"):
+        verify_checkpoint(path)
+
+
+def test_a_step_folder_left_without_marker_by_a_killed_prune_is_removed_once(tmp_path, caplog):
+    model, _, _ = _train_state()
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, model=model, keep_last=2)
+    stale = checkpoint_path(tmp_path, 1)
+    stale.mkdir()  # what a kill between pruning's marker removal and its rmtree leaves
+    (stale / "trainable.safetensors").write_bytes(b"partial")
+    newer = checkpoint_path(tmp_path, 9)
+    newer.mkdir()  # not ours to delete: newer than every complete checkpoint
+    with caplog.at_level(logging.WARNING, logger="timechat.checkpoint"):
+        save_checkpoint(tmp_path, 4, model=model, keep_last=2)
+    assert not stale.exists() and newer.exists()
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [3, 4]
+    assert str(stale) not in caplog.text
+    stale.mkdir()
+    assert latest_checkpoint(tmp_path, clean_tmp=True) == checkpoint_path(tmp_path, 4) and not stale.exists()
 
 
 _KILL_CHILD = textwrap.dedent(

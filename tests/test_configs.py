@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,52 @@ def test_dataset_defaults_are_merged_into_each_dataset_and_n_frms_still_reads(tm
     old.write_text("datasets:\n  a: {records: r.json, videos_root: v, n_frms: 8}\n")
     with pytest.warns(FutureWarning, match="'n_frms' is deprecated, use 'num_frames'"):
         assert resolve_config(load_config(old))["datasets"]["a"] == {"records": "r.json", "videos_root": "v", "num_frames": 8}
+
+
+# -- hardening (issue 12): a bad value is refused at load, and the CLIs say it in one line ------------
+@pytest.mark.parametrize("override, message", [
+    ("run.max_steps=-3", "run.max_steps must be >= 1 or null, got -3"),  # the issue's input: exited 0, trained nothing
+    ("run.max_steps=0", "run.max_steps must be >= 1 or null, got 0"),
+    ("run.max_epoch=0", "run.max_epoch must be >= 1, got 0"),
+    ("run.iters_per_epoch=-1", "run.iters_per_epoch must be >= 1, got -1"),
+    ("run.batch_size=0", "run.batch_size must be >= 1, got 0"),
+    ("run.keep_last=0", "run.keep_last must be >= 1, got 0"),
+    ("run.save_every_steps=0", "run.save_every_steps must be >= 1 or null, got 0"),
+    ("run.num_workers=-1", "run.num_workers must be >= 0, got -1"),
+    ("run.init_lr=nan", "run.init_lr must be > 0, got nan"),
+    ("run.grad_clip=0", "run.grad_clip must be > 0 or null, got 0.0"),
+    ("run.max_failure_rate=1.5", "run.max_failure_rate must be in [0, 1], got 1.5"),
+    ("run.accum_grad_iters=16", "not one optimizer step would be taken"),
+    ("eval.max_samples=0", "eval.max_samples must be >= 1 or null, got 0"),
+])
+def test_invalid_run_and_eval_values_are_refused_at_load(override, message):
+    from timechat.validation import ConfigValueError
+
+    path = REPO / ("eval_configs" if override.startswith("eval.") else "train_configs") / "tiny_synthetic.yaml"
+    extra = ["run.max_epoch=1", "run.iters_per_epoch=8"] if "accum" in override else []
+    with pytest.raises(ConfigValueError, match=re.escape(message)):
+        load_config(path, [*extra, override])
+
+
+@pytest.mark.parametrize("entry", ["train", "evaluate"])
+@pytest.mark.parametrize("argv, message", [
+    (["run.max_steps=-3"], "error: run.max_steps must be >= 1 or null, got -3"),
+    (["run.max_stepz=3"], "error: invalid run section: unknown key run.max_stepz; allowed: ["),
+    (["run.max_steps=abc"], "error: invalid run section: run.max_steps: Value 'abc' of type 'str' could not be converted"),
+    (["run.max_steps"], "error: bad override 'run.max_steps': expected key=value"),  # set max_steps to null before
+    (["--cfg-path", "missing.yaml"], "error: config file not found: missing.yaml"),
+])
+def test_config_errors_are_one_line_without_traceback(entry, argv, message, capsys, tmp_path):
+    """train.py / evaluate.py: one line on stderr naming the key, exit status != 0; --debug shows the traceback."""
+    import importlib
+
+    main = importlib.import_module(entry).main
+    cfg = REPO / ("train_configs" if entry == "train" else "eval_configs") / "tiny_synthetic.yaml"
+    args = argv if argv[0] == "--cfg-path" else ["--cfg-path", str(cfg), f"output_dir={tmp_path}", *argv]
+    assert main(args) != 0
+    out, err = capsys.readouterr()
+    assert err.startswith(message) and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert out == "" and not any(tmp_path.iterdir())  # nothing was built or written
+    assert main(["--debug", *args]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and message.removeprefix("error: ") in err

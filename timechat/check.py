@@ -34,6 +34,7 @@ from typing import Any, Iterable
 from omegaconf import DictConfig, OmegaConf
 
 from timechat.io import DataFileError, read_json, read_jsonl
+from timechat.validation import ConfigValueError
 
 README_CKPT = 'README "Checkpoints layout (real recipe)"'
 README_DATA = 'README "Data layout (real recipe)"'
@@ -558,7 +559,7 @@ def split_debug_flag(argv: list[str]) -> tuple[list[str], bool]:
 
 
 def report_failure(exc: BaseException, *, rank: int, debug: bool, stream: Any = None) -> int:
-    """Say why a run stopped, once: rank 0 prints one message (the problem table of a preflight),
+    """Say why a run stopped, once: rank 0 prints one line (the problem table of a preflight),
     other ranks stay quiet for errors every rank meets the same way; the traceback only when `debug`.
 
     Returns:
@@ -567,7 +568,7 @@ def report_failure(exc: BaseException, *, rank: int, debug: bool, stream: Any = 
     import traceback
 
     stream = stream or sys.stderr
-    status = 2 if isinstance(exc, (PreflightError, KeyError, TypeError)) or type(exc).__module__.startswith("omegaconf") else 1
+    status = 2 if isinstance(exc, (PreflightError, KeyError, TypeError, ConfigValueError)) or type(exc).__module__.startswith("omegaconf") else 1
     if debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=stream)
     elif rank != 0 and isinstance(exc, QUIET_ON_OTHER_RANKS):
@@ -578,9 +579,9 @@ def report_failure(exc: BaseException, *, rank: int, debug: bool, stream: Any = 
         # A crash that happens on one rank only would be invisible if only rank 0 spoke.
         where = f"[rank {rank}] " if rank else ""
         kind = "" if isinstance(exc, QUIET_ON_OTHER_RANKS) else f" ({type(exc).__name__})"
-        print(f"{where}error{kind}: {_one_line(exc)}", file=stream)
-    if not debug and not isinstance(exc, PreflightError):
-        print(f"(the traceback: rerun with --debug or {DEBUG_ENV}=1)", file=stream)
+        # One line, the hint included: a config error is the message naming the key, nothing else.
+        hint = "" if debug else f" (traceback: rerun with --debug or {DEBUG_ENV}=1)"
+        print(f"{where}error{kind}: {_one_line(exc)}{hint}", file=stream)
     return status
 
 

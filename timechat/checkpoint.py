@@ -11,12 +11,21 @@ files)::
         trainer_state.json      step, epoch, micro_step, world_size, data_state, extra
         rng_state_rank{r}.pt    python / numpy / torch (/ CUDA) RNG + optional per-rank state
         config.yaml             the resolved config text           (if given)
-        COMPLETE                written last; JSON with the step and the file sizes
+        COMPLETE                written last; the manifest: JSON with the step, and the size and
+                                sha256 of every other file
 
 Atomicity: everything is written into ``step_N.tmp-<pid>`` (pid of rank 0), the ``COMPLETE``
 marker last, then the folder is renamed with ``os.replace``. A process killed at any moment thus
 leaves either the previous complete folders untouched or a ``*.tmp-*`` folder that
-``latest_checkpoint`` never returns (and that the next save, or ``clean_tmp=True``, removes).
+``latest_checkpoint`` never returns (and that the next save, or ``clean_tmp=True``, removes). A
+step folder without the marker (left by a kill while pruning, which drops the marker first) is
+removed the same way once a newer complete checkpoint exists.
+
+Integrity: loading verifies the manifest first (`verify_checkpoint`): every file is there with its
+saved size and sha256 (manifests written before checksums, ``format_version`` 1, are checked by size
+only) and the safetensors header agrees with the file's length. A failure is a
+`CorruptCheckpointError` naming the file; ``latest_valid_checkpoint`` steps back past such folders
+(what ``run.resume=auto`` uses).
 
 Distributed use: rank 0 writes the shared files, every rank writes its RNG file, and the ranks meet
 at the ``barrier`` callable passed in (e.g. ``timechat.distributed.barrier``), so this module
@@ -36,6 +45,7 @@ weights that the model code has already renamed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -51,17 +61,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from timechat.io import atomic_path, fsync_dir, fsync_file
+from timechat.io import DataFileError, atomic_path, fsync_dir, fsync_file, read_json
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "CheckpointError",
+    "CorruptCheckpointError",
     "capture_rng_state",
     "checkpoint_path",
     "checkpoint_root",
     "export_original_layout",
     "latest_checkpoint",
+    "latest_valid_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "load_trainable_weights",
@@ -69,8 +81,10 @@ __all__ = [
     "remove_tmp_leftovers",
     "restore_rng_state",
     "save_checkpoint",
+    "set_aside",
     "trainable_state_dict",
     "unwrap_model",
+    "verify_checkpoint",
 ]
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -81,7 +95,8 @@ SCHEDULER_FILE = "scheduler.pt"
 SCALER_FILE = "scaler.pt"
 TRAINER_STATE_FILE = "trainer_state.json"
 CONFIG_FILE = "config.yaml"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the COMPLETE manifest also holds a sha256 per file (1: sizes only; still loaded)."""
 
 _STEP_RE = re.compile(r"^step_(\d{8,})$")
 _TMP_RE = re.compile(r"^step_\d{8,}\.tmp-")
@@ -89,6 +104,10 @@ _TMP_RE = re.compile(r"^step_\d{8,}\.tmp-")
 
 class CheckpointError(RuntimeError):
     """A checkpoint is incomplete, inconsistent or does not match the model."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file is missing, truncated, altered since it was saved or unreadable; the message names it."""
 
 
 def _rng_file(rank: int) -> str:
@@ -136,21 +155,35 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
 
 
 def remove_tmp_leftovers(output_dir: str | os.PathLike) -> list[Path]:
-    """Delete ``*.tmp-*`` folders left by interrupted saves.
+    """Delete the leftovers of interrupted saves and prunes.
+
+    These are the ``*.tmp-*`` staging folders of saves, and the ``step_N`` folders without a
+    ``COMPLETE`` marker that are older than the newest complete checkpoint: pruning drops the marker
+    before deleting, so a kill there leaves such a folder, and no save ever names a folder
+    ``step_N`` before its marker is in it. A marker-less folder newer than every complete one is
+    left alone (nothing of ours makes one) and only warned about by ``list_checkpoints``.
 
     Only call it when no save is in progress for this ``output_dir`` (one trainer per output dir;
-    ``save_checkpoint`` calls it on rank 0 before writing).
+    ``save_checkpoint`` calls it on rank 0 before writing, the recipe on rank 0 at startup).
 
     Returns:
         The removed folders.
     """
     root = checkpoint_root(output_dir)
     removed = []
-    if root.is_dir():
-        for entry in root.iterdir():
-            if _TMP_RE.match(entry.name):
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry)
+    if not root.is_dir():
+        return removed
+    complete, incomplete = [], []
+    for entry in root.iterdir():
+        m = _STEP_RE.match(entry.name)
+        if _TMP_RE.match(entry.name):
+            removed.append(entry)
+        elif m and entry.is_dir():
+            (complete if _is_complete(entry) else incomplete).append((int(m.group(1)), entry))
+    newest = max((step for step, _ in complete), default=None)
+    removed += [entry for step, entry in incomplete if newest is not None and step < newest]
+    for entry in removed:
+        shutil.rmtree(entry, ignore_errors=True)
     return removed
 
 
@@ -167,9 +200,42 @@ def latest_checkpoint(output_dir: str | os.PathLike, *, clean_tmp: bool = False)
     """
     if clean_tmp:
         for p in remove_tmp_leftovers(output_dir):
-            log.info("removed leftover of an interrupted checkpoint save: %s", p)
+            log.info("removed leftover of an interrupted checkpoint save or prune: %s", p)
     found = list_checkpoints(output_dir)
     return found[-1][1] if found else None
+
+
+def latest_valid_checkpoint(output_dir: str | os.PathLike) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest complete checkpoint that passes `verify_checkpoint`, and the newer ones that did not.
+
+    Returns:
+        ``(folder or None, [(skipped folder, why), ...])``, the skipped ones newest first.
+    """
+    skipped = []
+    for _, folder in reversed(list_checkpoints(output_dir)):
+        try:
+            verify_checkpoint(folder)
+        except CorruptCheckpointError as exc:
+            skipped.append((folder, str(exc)))
+            continue
+        return folder, skipped
+    return None, skipped
+
+
+def set_aside(folder: str | os.PathLike) -> Path:
+    """Rename a (corrupt) step folder to ``step_N.corrupt-<time>``: kept for a look, never listed, loaded or pruned.
+
+    Returns:
+        The new path.
+    """
+    folder = Path(folder)
+    target = folder.with_name(f"{folder.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{folder.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{n}")
+    os.replace(folder, target)
+    return target
 
 
 def _remove_checkpoint(folder: Path) -> None:
@@ -252,6 +318,95 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Integrity
+# --------------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_safetensors_header(file: Path) -> None:
+    """The header fits in the file and its tensors end exactly at the file's end (no read of the data).
+
+    Catches, with the file named, what ``safetensors`` reports as ``header too large`` or an
+    anonymous deserialisation error: a truncated file, a corrupted length prefix or header.
+    """
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise CorruptCheckpointError(f"{file}: truncated safetensors file ({size} bytes, no header)")
+        n = int.from_bytes(prefix, "little")
+        if n > size - 8:
+            raise CorruptCheckpointError(f"{file}: corrupted safetensors header: it claims {n} bytes, "
+                                         f"the file has {size} (truncated file or damaged header)")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw)
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise CorruptCheckpointError(f"{file}: corrupted safetensors header ({type(exc).__name__}: {exc})") from None
+    if 8 + n + max(ends, default=0) != size:
+        raise CorruptCheckpointError(f"{file}: the safetensors header describes {8 + n + max(ends, default=0)} bytes, "
+                                     f"the file has {size} (truncated or damaged)")
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    marker = folder / COMPLETE_MARKER
+    if not marker.is_file():
+        raise CheckpointError(f"{folder} is not a complete checkpoint (no {COMPLETE_MARKER} marker)")
+    try:
+        manifest = read_json(marker)
+    except DataFileError as exc:
+        raise CorruptCheckpointError(str(exc)) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
+        raise CorruptCheckpointError(f"{marker}: not a checkpoint manifest (a JSON object with 'files')")
+    return manifest
+
+
+def verify_checkpoint(folder: str | os.PathLike, names: list[str] | None = None) -> dict[str, Any]:
+    """Check a step folder against its ``COMPLETE`` manifest before anything is loaded from it.
+
+    Every file listed (or only ``names``) must exist with its saved size and, where the manifest
+    has one (format 2), its saved sha256; ``trainable.safetensors`` must also have a consistent
+    header (what catches a damaged header in a format-1 folder of the right size).
+
+    Args:
+        folder: the step folder.
+        names: the files to check (default: all the manifest lists).
+
+    Returns:
+        The manifest.
+
+    Raises:
+        CheckpointError: no marker. CorruptCheckpointError: naming the first file that fails.
+    """
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    sizes, sums = manifest.get("files", {}), manifest.get("sha256") or {}
+    for name in sizes if names is None else names:
+        f = folder / name
+        if name not in sizes:
+            continue  # not part of this checkpoint (e.g. no scaler): the loader says if it needs it
+        if not f.is_file():
+            raise CorruptCheckpointError(f"{f} is missing (listed in {folder / COMPLETE_MARKER})")
+        if f.stat().st_size != sizes[name]:
+            raise CorruptCheckpointError(f"{f} is missing or has a different size than when it was saved "
+                                         f"({f.stat().st_size} bytes, saved {sizes[name]})")
+        if name in sums and _sha256(f) != sums[name]:
+            raise CorruptCheckpointError(f"{f}: sha256 differs from the one saved in {COMPLETE_MARKER} "
+                                         "(its bytes changed since the save)")
+        if name == TRAINABLE_FILE:
+            _check_safetensors_header(f)
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------
 # Model weights
 # --------------------------------------------------------------------------------------------
 
@@ -284,21 +439,24 @@ def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_trainable_weights(
-    path: str | os.PathLike, model: nn.Module, *, match: str = "trainable"
+    path: str | os.PathLike, model: nn.Module, *, match: str = "trainable", verify: bool = True
 ) -> list[str]:
     """Copy the weights of ``trainable.safetensors`` into the model's parameters.
 
     Args:
-        path: a checkpoint folder or the safetensors file itself.
+        path: a checkpoint folder or the safetensors file itself. In a complete step folder the
+            file is first checked against the manifest (`verify_checkpoint`); elsewhere its header.
         model: the model (DDP / torch.compile wrappers are looked through).
         match: ``"trainable"`` (resume): the file's keys must be exactly the model's
             ``requires_grad`` parameters; ``"subset"`` (inference on a frozen model): every file
             key must be a parameter of the model, trainable or not.
+        verify: check the file first (False: the caller has just verified the folder).
 
     Returns:
         The loaded names, sorted.
 
     Raises:
+        CorruptCheckpointError: the file is truncated, damaged or unreadable (named).
         CheckpointError: naming missing keys, unexpected keys and shape mismatches.
     """
     from safetensors.torch import load_file  # keep safetensors off the import path of the package
@@ -309,7 +467,15 @@ def load_trainable_weights(
     file = path / TRAINABLE_FILE if path.is_dir() else path
     if not file.is_file():
         raise CheckpointError(f"trainable weights not found: {file}")
-    state = load_file(str(file))
+    if verify:
+        if file.name == TRAINABLE_FILE and (file.parent / COMPLETE_MARKER).is_file():
+            verify_checkpoint(file.parent, [TRAINABLE_FILE])
+        else:
+            _check_safetensors_header(file)
+    try:
+        state = load_file(str(file))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError, with no file name
+        raise CorruptCheckpointError(f"{file}: cannot read the safetensors file ({type(exc).__name__}: {exc})") from exc
     params = dict(unwrap_model(model).named_parameters())
     problems = []
     if match == "trainable":
@@ -444,9 +610,10 @@ def save_checkpoint(
         if missing:
             raise CheckpointError(f"{tmp}: RNG files missing at commit: {missing}")
         files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+        sums = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         _write_text(
             tmp / COMPLETE_MARKER,
-            json.dumps({"step": int(step), "format_version": FORMAT_VERSION, "files": files},
+            json.dumps({"step": int(step), "format_version": FORMAT_VERSION, "files": files, "sha256": sums},
                        indent=1),
         )
         fsync_dir(tmp)
@@ -525,7 +692,10 @@ def _write_shared_files(
 def _torch_load(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - zip/pickle errors that do not name the file
+        raise CorruptCheckpointError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
 
 
 def load_checkpoint(
@@ -555,21 +725,18 @@ def load_checkpoint(
         ``extra``, ...) plus ``rank_state`` (this rank's, or None) and ``path``.
 
     Raises:
-        CheckpointError: incomplete folder, missing file (named), or weights that do not match.
+        CorruptCheckpointError: a file that is missing, truncated or changed since the save (named;
+            `verify_checkpoint` runs first, so nothing is loaded from such a folder).
+        CheckpointError: incomplete folder, or weights that do not match.
     """
     folder = Path(path)
-    marker = folder / COMPLETE_MARKER
-    if not marker.is_file():
-        raise CheckpointError(f"{folder} is not a complete checkpoint (no {COMPLETE_MARKER} marker)")
-    sizes = json.loads(marker.read_text(encoding="utf-8")).get("files", {})
-    for name, size in sizes.items():
-        f = folder / name
-        if not f.is_file() or f.stat().st_size != size:
-            raise CheckpointError(f"{f} is missing or has a different size than when it was saved")
-
-    trainer_state = json.loads((folder / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
+    verify_checkpoint(folder)
+    try:
+        trainer_state = read_json(folder / TRAINER_STATE_FILE)
+    except DataFileError as exc:
+        raise CorruptCheckpointError(str(exc)) from None
     if model is not None:
-        load_trainable_weights(folder, model, match="trainable")
+        load_trainable_weights(folder, model, match="trainable", verify=False)
     if optimizer is not None:
         try:
             optimizer.load_state_dict(_torch_load(folder / OPTIMIZER_FILE))

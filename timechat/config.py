@@ -30,12 +30,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, ValidationError
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from timechat.data.settings import LEGACY_KEYS, DataSettings, FrameBudget, check_frame_budget, rename_legacy_keys
 from timechat.io import atomic_write_text
-from timechat.validation import UnknownKeyError, check_keys
+from timechat.validation import ConfigValueError, UnknownKeyError, check_keys
 
 TOP_LEVEL_KEYS = {"paths", "output_dir", "model", "datasets", "dataset_defaults", "run", "eval"}
 MODEL_KEYS = {"name", "config", "files", "tokenizer", "bert_tokenizer", "pretrained"}
@@ -112,12 +113,23 @@ class RunConfig:
     have been built with scripts/build_feature_cache.py."""
 
     def __post_init__(self) -> None:
+        """Every value a run could not use is refused here, before anything is built (one line naming the key)."""
         if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"run.precision must be fp32, bf16 or fp16, got {self.precision!r}")
+            raise ConfigValueError(f"run.precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.mixing not in ("uniform", "proportional", "ratios"):
-            raise ValueError(f"run.mixing must be uniform, proportional or ratios, got {self.mixing!r}")
-        if self.accum_grad_iters < 1 or self.batch_size < 1 or self.iters_per_epoch < 1:
-            raise ValueError("run.accum_grad_iters, run.batch_size and run.iters_per_epoch must be >= 1")
+            raise ConfigValueError(f"run.mixing must be uniform, proportional or ratios, got {self.mixing!r}")
+        _check_range(self, "run", at_least_1=("max_epoch", "iters_per_epoch", "batch_size", "accum_grad_iters",
+                                              "keep_last", "log_every"),
+                     optional_at_least_1=("max_steps", "save_every_steps"),
+                     at_least_0=("num_workers", "warmup_steps", "min_lr", "warmup_lr", "weight_decay"),
+                     positive=("init_lr",), optional_positive=("grad_clip", "lr_decay_rate"),
+                     unit=("beta1", "beta2", "max_failure_rate"))
+        if self.beta1 == 1 or self.beta2 == 1:
+            raise ConfigValueError(f"run.beta1 and run.beta2 must be < 1, got {self.beta1} and {self.beta2}")
+        if self.max_epoch * self.iters_per_epoch < self.accum_grad_iters:
+            raise ConfigValueError(
+                f"run.max_epoch * run.iters_per_epoch = {self.max_epoch * self.iters_per_epoch} iterations is less than "
+                f"run.accum_grad_iters = {self.accum_grad_iters}: not one optimizer step would be taken")
 
 
 @dataclass
@@ -196,15 +208,37 @@ class EvalConfig:
         return FrameBudget(self.num_frames, self.fps, self.min_frames, self.max_frames)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.num_frames < 1 or self.max_new_tokens < 1:
-            raise ValueError("eval.batch_size, eval.num_frames and eval.max_new_tokens must be >= 1")
+        _check_range(self, "eval", at_least_1=("batch_size", "num_frames", "max_new_tokens", "max_context"),
+                     optional_at_least_1=("max_samples",), at_least_0=("num_workers", "log_every_s", "plot_samples",
+                                                                      "max_examples"))
         check_frame_budget(self.num_frames, self.fps, self.min_frames, self.max_frames, "eval")
-        if self.num_workers < 0:
-            raise ValueError(f"eval.num_workers must be >= 0, got {self.num_workers}")
         if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"eval.precision must be fp32, bf16 or fp16, got {self.precision!r}")
+            raise ConfigValueError(f"eval.precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.timestamp_tokenizer not in (None, "llama", "bert"):
-            raise ValueError(f"eval.timestamp_tokenizer must be null, 'llama' or 'bert', got {self.timestamp_tokenizer!r}")
+            raise ConfigValueError(f"eval.timestamp_tokenizer must be null, 'llama' or 'bert', got {self.timestamp_tokenizer!r}")
+
+
+def _check_range(obj: Any, section: str, *, at_least_1: tuple[str, ...] = (), optional_at_least_1: tuple[str, ...] = (),
+                 at_least_0: tuple[str, ...] = (), positive: tuple[str, ...] = (),
+                 optional_positive: tuple[str, ...] = (), unit: tuple[str, ...] = ()) -> None:
+    """Raise `ConfigValueError` naming the first field of `obj` outside its range (NaN is outside every range).
+
+    Args:
+        obj: a config dataclass; section: its name in the YAML (``run``, ``eval``).
+        at_least_1 / at_least_0 / positive / unit: fields that must be >= 1 / >= 0 / > 0 / in [0, 1];
+        the ``optional_`` groups also accept None.
+    """
+    rules = [(at_least_1, lambda v: v >= 1, ">= 1"), (optional_at_least_1, lambda v: v >= 1, ">= 1 or null"),
+             (at_least_0, lambda v: v >= 0, ">= 0"), (positive, lambda v: v > 0, "> 0"),
+             (optional_positive, lambda v: v > 0, "> 0 or null"), (unit, lambda v: 0 <= v <= 1, "in [0, 1]")]
+    for names, ok, expected in rules:
+        optional = expected.endswith("or null")
+        for name in names:
+            value = getattr(obj, name)
+            if value is None and optional:
+                continue
+            if value is None or not ok(value):  # `not ok` also refuses NaN, for which every comparison is False
+                raise ConfigValueError(f"{section}.{name} must be {expected}, got {value}")
 
 
 def load_config_from_cli(argv: list[str] | None, description: str, config_dir: str) -> DictConfig:
@@ -255,7 +289,8 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     Returns:
         The merged config, not yet resolved (interpolations stay live until `resolve_config`).
     Raises:
-        KeyError/ValidationError naming the offending key.
+        UnknownKeyError (a KeyError) naming an unknown key, ConfigValueError (a ValueError) naming a key
+        whose value is refused (or an override that is not `key=value`, or a YAML file that does not parse).
     """
     base = OmegaConf.create({"paths": OmegaConf.structured(PathsConfig), "output_dir": "${paths.output_root}/run"})
     layers = [base]
@@ -266,8 +301,13 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        user = OmegaConf.load(path)
-    cli = OmegaConf.from_dotlist(list(overrides or []))
+        try:
+            user = OmegaConf.load(path)
+        except yaml.YAMLError as exc:
+            raise ConfigValueError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        if not isinstance(user, DictConfig):
+            raise ConfigValueError(f"{path}: expected a mapping of config sections, got a {type(user).__name__}")
+    cli = OmegaConf.from_dotlist(check_overrides(overrides))
     for layer, name in ((user, str(path)), (cli, "command line")):
         check_keys(layer.keys(), TOP_LEVEL_KEYS, name)
     layers += [_rename_dataset_keys(user, str(path)), _rename_dataset_keys(cli, "command line")]
@@ -288,7 +328,35 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         raise _section_error("paths", PathsConfig, exc) from None
     if "model" in merged:
         check_keys(merged.model.keys(), MODEL_KEYS, "model")
+    _validate_values(merged)
     return merged
+
+
+def check_overrides(overrides: list[str] | None) -> list[str]:
+    """The command-line overrides, each a `key=value` (a bare `run.max_steps` would silently set null).
+
+    Raises:
+        ConfigValueError: naming the override that is not `key=value`.
+    """
+    items = list(overrides or [])
+    for item in items:
+        key, eq, _ = item.partition("=")
+        if not eq or not key.strip() or key != key.strip():
+            raise ConfigValueError(f"bad override {item!r}: expected key=value, e.g. run.max_steps=4")
+    return items
+
+
+def _validate_values(merged: DictConfig) -> None:
+    """Run the dataclass checks of the typed sections now (values, not only types), so a bad value stops the
+    run before anything is built. A section whose interpolations do not resolve yet is checked by `resolve_config`."""
+    for key, schema in (("run", RunConfig), ("eval", EvalConfig)):
+        if key not in merged:
+            continue
+        try:
+            values = OmegaConf.to_container(merged[key], resolve=True)
+        except OmegaConfBaseException:
+            continue
+        schema(**values)
 
 
 def _section_error(section: str, schema: type, exc: Exception) -> UnknownKeyError:

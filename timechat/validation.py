@@ -1,4 +1,5 @@
-"""The one unknown-key check of the configs: an error that names the key, the section and the allowed keys."""
+"""The errors of the config checks: an unknown key (naming the key, the section and the allowed keys)
+and a bad value (naming the key, what is expected and what was given)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ class UnknownKeyError(KeyError, TypeError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ConfigValueError(ValueError):
+    """A config value (or a command-line override) that cannot be used; the one-line message names the key."""
 
 
 def check_keys(keys: Iterable[str], allowed: Iterable[str], where: str) -> None:

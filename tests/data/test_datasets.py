@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 import torch
@@ -144,3 +145,57 @@ def test_valley_and_asr_records():
     assert rec == {"video": "v/1.mp4", "QA": [{"q": "What is shown?", "a": "A cat."}, {"q": "Why?", "a": "Because."}], "source": "VATEX"}
     asr = with_asr(rec, "1.0 - 2.0 seconds, hi. ")
     assert asr["QA"][0]["q"] == "Transcribed speech: 1.0 - 2.0 seconds, hi.  Based on the video content and possible transcribed speech, What is shown?"
+
+
+# -- hardening (issue 12): one bad record is counted by id and reason, never a crash -----------------
+def test_lone_surrogate_in_a_question_is_a_counted_bad_sample(videos, tok, tmp_path, caplog):
+    """The issue's input: `"\\ud800"` in one question crashed sentencepiece with no sample id."""
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps([{"video": "good.mp4", "QA": QA},
+                                {"video": "good.mp4", "QA": [{"q": "What happens \ud800?", "a": "A square moves."}]}]))
+    assert "\\ud800" in path.read_text()  # the JSON escape, as a records file carries it
+    ds = _ds(path, videos, tok, sampling="uniform", train_aug=False)
+    with caplog.at_level(logging.WARNING):
+        items = [ds[0], ds[1]]
+    assert [it["index"] for it in items] == [0, 0]  # the bad record was replaced, training goes on
+    assert dict(ds.stats.by_reason) == {"bad_text": 1} and ds.stats.attempts == 3
+    example = ds.stats.examples["bad_text"][0]
+    assert example.startswith("timeit[1]:good.mp4: QA[0].q has a lone surrogate U+D800 at character 13 (not valid Unicode text)"), example
+    assert "bad_text" in caplog.text
+
+
+def test_question_too_long_for_max_txt_len_is_a_counted_bad_sample(videos, tok):
+    """A question that pushes every answer token past max_txt_len left a sample with 0 supervised tokens."""
+    long_q = [{"q": "Describe this video in detail please. " * 40, "a": "A square moves."}]
+    ds = _ds([{"video": "good.mp4", "QA": QA}, {"video": "good.mp4", "QA": long_q}], videos, tok,
+             sampling="uniform", train_aug=False, max_txt_len=160)
+    assert (ds[0]["labels"] != -100).sum() > 0
+    item = ds[1]
+    assert item["index"] == 0 and (item["labels"] != -100).sum() > 0
+    assert dict(ds.stats.by_reason) == {"no_supervised_tokens": 1}
+    assert ds.stats.examples["no_supervised_tokens"][0].startswith("timeit[1]:good.mp4: max_txt_len=160 keeps 160 of ")
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b'[{"video": "good.mp4", "QA": [{"q": "caf\xe9?", "a": "yes"}]}]', r"not valid UTF-8 at byte 40"),
+    (b'[{"video": "good.mp4", "QA": [{"q": "What?", "a": "ye', r"invalid JSON at line 1 column \d+"),
+    (b'{"video": "good.mp4"}', r"expected a JSON list of records, got dict"),
+])
+def test_records_file_with_bad_utf8_or_cut_off_json_names_the_file(videos, tok, tmp_path, content, expected):
+    path = tmp_path / "records.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ": " + expected):
+        _ds(path, videos, tok)
+
+
+def test_min_video_frames_counts_too_short_videos(videos, tok):
+    """Short videos train by default (the original's choice); `min_video_frames` makes them bad samples."""
+    write_video(videos / "one.mp4", n_frames=1, fps=8, size=32)
+    records = [{"video": "good.mp4", "QA": QA}, {"video": "one.mp4", "QA": QA}]
+    ds = _ds(records, videos, tok, sampling="uniform", train_aug=False)
+    assert ds[1]["index"] == 1 and ds[1]["images"].shape[1] == 1 and ds.stats.failures == 0
+    ds = _ds(records, videos, tok, sampling="uniform", train_aug=False, min_video_frames=2)
+    assert ds[1]["index"] == 0
+    assert ds.stats.examples == {"too_few_frames": ["timeit[1]:one.mp4: 1 frame(s) decoded, min_video_frames=2"]}
+    with pytest.raises(ValueError, match="min_video_frames=5 is more than num_frames=4"):
+        DataSettings(num_frames=4, min_video_frames=5)

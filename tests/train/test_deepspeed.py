@@ -31,8 +31,8 @@ def test_zero2_trains_checkpoints_and_resumes(synthetic_root, tmp_path):
     full = _train(synthetic_root, tmp_path / "full", "run.max_steps=4")
     _train(synthetic_root, tmp_path / "split", "run.max_steps=2")
     second = _train(synthetic_root, tmp_path / "split", "run.max_steps=4")
-    assert len(full["losses"]) == 4 and len(second["losses"]) == 2
-    assert second["losses"] == pytest.approx(full["losses"][2:], rel=1e-5)
+    assert len(full["losses"]) == 4 and len(second["losses"]) == 4  # the history before the resume is restored
+    assert second["losses"] == pytest.approx(full["losses"], rel=1e-5)
     shards = tmp_path / "split/checkpoints/deepspeed/step_00000004"
     assert any(p.name.endswith("optim_states.pt") for p in shards.iterdir())
     state = json.loads((tmp_path / "split/checkpoints/step_00000004/trainer_state.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -26,14 +27,23 @@ def _run(data_root: Path, out: Path, *extra: str) -> dict:
         recipe.cleanup()
 
 
-def test_resume_is_bitwise_identical(synthetic_root, tmp_path):
-    """2 steps + resume + 2 steps == 4 uninterrupted steps: same losses, same weights (CPU, bitwise)."""
-    full = _run(synthetic_root, tmp_path / "full", "run.max_steps=4")
+@pytest.fixture(scope="module")
+def full_run(synthetic_root, tmp_path_factory) -> tuple[dict, Path]:
+    """4 uninterrupted steps (checkpoints at 2 and 4): the reference of the resume tests."""
+    out = tmp_path_factory.mktemp("full") / "run"
+    return _run(synthetic_root, out, "run.max_steps=4"), out
+
+
+def test_resume_is_bitwise_identical(full_run, synthetic_root, tmp_path):
+    """2 steps + resume + 2 steps == 4 uninterrupted steps: same losses, same weights (CPU, bitwise). The
+    summary after the resume has the losses of all 4 steps, as its `steps` says (the history is checkpointed)."""
+    full, full_dir = full_run
     first = _run(synthetic_root, tmp_path / "split", "run.max_steps=2")
     second = _run(synthetic_root, tmp_path / "split", "run.max_steps=4")  # resume=auto picks step 2
-    assert len(full["losses"]) == 4 and len(first["losses"]) == 2 and len(second["losses"]) == 2
-    assert first["losses"] + second["losses"] == full["losses"]
-    a = load_file(str(tmp_path / "full/checkpoints/step_00000004/trainable.safetensors"))
+    assert len(full["losses"]) == 4 and len(first["losses"]) == 2
+    assert second["steps"] == 4 and second["losses"] == full["losses"]
+    assert json.loads((tmp_path / "split/train_summary.json").read_text())["losses"] == full["losses"]
+    a = load_file(str(full_dir / "checkpoints/step_00000004/trainable.safetensors"))
     b = load_file(str(tmp_path / "split/checkpoints/step_00000004/trainable.safetensors"))
     assert a.keys() == b.keys() and len(a) > 10
     for k in a:
@@ -41,6 +51,29 @@ def test_resume_is_bitwise_identical(synthetic_root, tmp_path):
     # the resolved config travels with the run and with every checkpoint
     assert (tmp_path / "split/config.yaml").is_file()
     assert "synthetic_tvg" in (tmp_path / "split/checkpoints/step_00000004/config.yaml").read_text()
+
+
+def test_resume_auto_steps_back_past_a_corrupt_newest_checkpoint(full_run, synthetic_root, tmp_path, caplog):
+    """Same-size damage to the newest checkpoint's tensor bytes (it loaded silently, then NaN): resume=auto
+    says so, resumes from the step before, and ends with the weights and losses of the uninterrupted run."""
+    import shutil
+
+    full, full_dir = full_run
+    out = tmp_path / "run"
+    shutil.copytree(full_dir, out)
+    newest = out / "checkpoints/step_00000004/trainable.safetensors"
+    data = bytearray(newest.read_bytes())
+    data[-3] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="timechat.train.recipe"):
+        again = _run(synthetic_root, out, "run.max_steps=4")
+    assert f"skipping damaged checkpoint step_00000004 ({newest}: sha256 differs" in caplog.text
+    assert "falling back to " + str(out / "checkpoints/step_00000002") in caplog.text
+    assert again["steps"] == 4 and again["losses"] == full["losses"]
+    expected = load_file(str(full_dir / "checkpoints/step_00000004/trainable.safetensors"))
+    got = load_file(str(newest))
+    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected)
+    assert len(list((out / "checkpoints").glob("step_00000004.corrupt-*"))) == 1  # kept for a look, never listed
 
 
 def test_training_reduces_loss_and_exports_original_layout(synthetic_root, tmp_path):

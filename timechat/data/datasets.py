@@ -14,7 +14,6 @@ past ``max_failure_rate`` the dataset raises `DataQualityError`.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from pathlib import Path
@@ -23,12 +22,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from timechat.constants import IGNORE_INDEX
 from timechat.data.asr import inject_asr
-from timechat.data.conversation import build_train_text
+from timechat.data.conversation import TrainText, build_train_text
 from timechat.data.settings import DataSettings, data_settings
 from timechat.data.tokenization import LlamaTokenizer, tokenize_timestamps
 from timechat.data.transforms import eval_transform, train_transform
 from timechat.data.video import VideoDecodeError, load_video
+from timechat.io import DataFileError, read_json
 from timechat.stats import IssueStats
 
 logger = logging.getLogger(__name__)
@@ -71,11 +72,29 @@ def check_failure_rate(stats: IssueStats, max_failure_rate: float, where: str,
 
 
 # --------------------------------------------------------------------------- record formats
+def _not_utf8_at(text: str) -> int | None:
+    """Index of the first character that cannot be written as UTF-8 (a lone surrogate such as the
+    ``"\\ud800"`` a JSON escape can produce), or None. SentencePiece, logs and result files all need UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def printable_id(text: str) -> str:
+    """``text`` with characters that UTF-8 cannot hold written as escapes (safe in logs and JSON)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def validate_record(record: Any, sample_id: str) -> dict[str, Any]:
     """Check a TimeIT record ``{"video": str, "QA": [{"q": str, "a": str}, ...]}``.
 
+    The one check of a record's structure and text, run by every item builder (live and cached).
+
     Raises:
-        SampleError: ``bad_record`` naming the problem.
+        SampleError: ``bad_record`` naming the problem; ``bad_text`` for a string that is not valid
+        Unicode text (it names the field and the character position, never the text itself).
     """
     if not isinstance(record, dict):
         raise SampleError(sample_id, "bad_record", f"record is {type(record).__name__}, not an object")
@@ -90,15 +109,56 @@ def validate_record(record: Any, sample_id: str) -> dict[str, Any]:
             raise SampleError(sample_id, "bad_record", f"QA[{k}] needs string 'q' and 'a'")
         if not pair["q"].strip() or not pair["a"].strip():
             raise SampleError(sample_id, "bad_record", f"QA[{k}] has an empty 'q' or 'a'")
+    fields = [("video", video)] + [(f"QA[{k}].{key}", pair[key]) for k, pair in enumerate(qa) for key in ("q", "a")]
+    for where, text in fields:
+        at = _not_utf8_at(text)
+        if at is not None:
+            raise SampleError(sample_id, "bad_text",
+                              f"{where} has a lone surrogate U+{ord(text[at]):04X} at character {at} (not valid Unicode text)")
     return record
 
 
+def check_built_sample(sample_id: str, text: TrainText, n_frames: int, settings: DataSettings, *,
+                       allow_truncated: bool = False) -> None:
+    """The checks of a built sample, shared by the live and the cached item builders.
+
+    Args:
+        allow_truncated: accept what ``max_txt_len`` made unusable for training (the reference
+            comparison rebuilds such items exactly as the original did).
+
+    Raises:
+        SampleError: ``too_few_frames`` (fewer frames than ``min_video_frames``); unless ``allow_truncated``:
+        ``placeholders_truncated`` (``max_txt_len`` cut some ``<ImageHere>``), ``no_supervised_tokens``
+        (``max_txt_len`` cut every answer token: nothing to learn from).
+    """
+    st = settings
+    if n_frames < st.min_video_frames:
+        raise SampleError(sample_id, "too_few_frames", f"{n_frames} frame(s) decoded, min_video_frames={st.min_video_frames}")
+    if allow_truncated:
+        return
+    if text.placeholders_cut:
+        raise SampleError(
+            sample_id,
+            "placeholders_truncated",
+            f"max_txt_len={st.max_txt_len} keeps {text.n_video_tokens_kept} of {text.n_video_tokens} <ImageHere> (untruncated {text.untruncated_length} tokens)",
+        )
+    if all(label == IGNORE_INDEX for label in text.labels):
+        raise SampleError(sample_id, "no_supervised_tokens",
+                          f"max_txt_len={st.max_txt_len} keeps {len(text.input_ids)} of {text.untruncated_length} tokens, "
+                          "no answer token among them")
+
+
 def load_json_records(path: str | Path) -> list[Any]:
-    """A JSON list (TimeIT/Valley files). Raises ``ValueError`` naming the file if it is not a list."""
+    """A JSON list (TimeIT/Valley files).
+
+    Raises:
+        DataFileError: (a ``ValueError``) naming the file: unreadable, not UTF-8, not JSON (with the
+        position), or not a list.
+    """
     path = Path(path)
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json(path)
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+        raise DataFileError(path, f"expected a JSON list of records, got {type(data).__name__}")
     return data
 
 
@@ -147,7 +207,8 @@ def build_train_item(
         settings: frames, sizes, sampling, augmentation, text length (`DataSettings`); or give
             its fields as keywords (``setting_values``, e.g. ``num_frames=8``), not both.
         rng / np_rng / torch_gen: frame sampling and crop randomness (see `load_video`).
-        allow_cut_placeholders: return items whose ``<ImageHere>`` ids were cut by ``max_txt_len``.
+        allow_cut_placeholders: return items that ``max_txt_len`` made unusable (``<ImageHere>`` ids or
+            every answer token cut), as the original does (the reference comparison needs them).
 
     Returns:
         ``images`` (C, T, H, W) float32, ``input_ids`` / ``labels`` (L,) long, ``timestamps``
@@ -155,7 +216,8 @@ def build_train_item(
 
     Raises:
         SampleError: ``video_missing``/``video_undecodable``/``video_empty``, ``bad_record``,
-        ``placeholders_truncated`` (unless ``allow_cut_placeholders``).
+        ``bad_text`` (`validate_record`), ``too_few_frames``, and unless ``allow_cut_placeholders``
+        ``placeholders_truncated`` and ``no_supervised_tokens`` (`check_built_sample`).
     """
     st = data_settings(settings, setting_values, "build_train_item")
     record = validate_record(record, sample_id)
@@ -170,12 +232,7 @@ def build_train_item(
         images = eval_transform(clip.frames)
     text = build_train_text(record["QA"], clip.msg, images.shape[1], llama_tokenizer, st.num_video_query_token, st.stride,
                             st.max_txt_len)
-    if text.placeholders_cut and not allow_cut_placeholders:
-        raise SampleError(
-            sample_id,
-            "placeholders_truncated",
-            f"max_txt_len={st.max_txt_len} keeps {text.n_video_tokens_kept} of {text.n_video_tokens} <ImageHere> (untruncated {text.untruncated_length} tokens)",
-        )
+    check_built_sample(sample_id, text, len(clip.indices), st, allow_truncated=allow_cut_placeholders)
     return {
         "id": sample_id,
         "images": images,
@@ -253,7 +310,7 @@ class VideoInstructDataset(torch.utils.data.Dataset):
     def sample_id(self, index: int) -> str:
         rec = self.records[index]
         video = rec.get("video", "?") if isinstance(rec, dict) else "?"
-        return f"{self.name}[{index}]:{video}"
+        return printable_id(f"{self.name}[{index}]:{video}")
 
     def rngs(self, index: int) -> tuple[random.Random, np.random.RandomState, torch.Generator]:
         """Per-item RNGs: Python (bins), numpy (fallback permutation), torch (crop box)."""

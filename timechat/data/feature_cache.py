@@ -40,7 +40,6 @@ dataset's `videos_root`), so a cache is portable between machines.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -52,10 +51,10 @@ import numpy as np
 import torch
 
 from timechat.constants import DTYPE_NAMES, DTYPES, dtype_name
-from timechat.io import atomic_path, atomic_write_json
+from timechat.io import atomic_path, atomic_write_json, read_json
 from timechat.data.collate import collate_train
 from timechat.data.conversation import build_train_text
-from timechat.data.datasets import SampleError, VideoInstructDataset, validate_record
+from timechat.data.datasets import SampleError, VideoInstructDataset, check_built_sample, validate_record
 from timechat.data.settings import EVAL_SAMPLING, DataSettings
 from timechat.data.tokenization import tokenize_timestamps
 from timechat.data.transforms import eval_transform
@@ -180,7 +179,7 @@ class FeatureCache:
             raise FileNotFoundError(
                 f"no feature cache at {self.root} ({SETTINGS_FILE} missing); build it with scripts/build_feature_cache.py"
             )
-        self.settings: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        self.settings: dict[str, Any] = read_json(path)
         if self.settings.get("format_version") != FORMAT_VERSION:
             raise FeatureCacheError(f"{path}: format_version {self.settings.get('format_version')}, expected {FORMAT_VERSION}")
 
@@ -202,7 +201,7 @@ class FeatureCache:
     def failure(self, video: str | os.PathLike) -> dict[str, Any] | None:
         """The recorded decode failure of a video (`{'video', 'reason', 'detail'}`), or None."""
         path = self.root / "failed" / f"{_stem(video_key(video))}.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        return read_json(path) if path.is_file() else None
 
     def metadata(self, video: str | os.PathLike) -> CachedClip:
         """The clip metadata of a cached video.
@@ -214,7 +213,7 @@ class FeatureCache:
         if not path.is_file():
             raise KeyError(f"video {video_key(video)!r} is not in the feature cache {self.root}; "
                            "(re)run scripts/build_feature_cache.py over the dataset's videos")
-        return CachedClip(**json.loads(path.read_text(encoding="utf-8")))
+        return CachedClip(**read_json(path))
 
     def get(self, video: str | os.PathLike, mmap: bool = True) -> tuple[torch.Tensor, CachedClip]:
         """Features (T, N_img, D_v) in the stored dtype and the clip metadata.
@@ -233,7 +232,7 @@ class FeatureCache:
         """Video keys of all complete entries."""
         keys = []
         for path in sorted((self.root / "features").glob("*.json")):
-            keys.append(json.loads(path.read_text(encoding="utf-8"))["video"])
+            keys.append(read_json(path)["video"])
         return keys
 
     def __len__(self) -> int:
@@ -281,7 +280,7 @@ def _check_settings(root: Path, settings: dict[str, Any]) -> None:
     if not path.is_file():
         atomic_write_json(path, settings)
         return
-    old = json.loads(path.read_text(encoding="utf-8"))
+    old = read_json(path)
     for key in ("format_version", "n_frms", "image_size", "sampling", "transform", "dtype", "autocast"):
         if old.get(key) != settings[key]:
             raise FeatureCacheError(
@@ -415,9 +414,9 @@ def _write_entry(model: torch.nn.Module, root: Path, stem: str, item: dict[str, 
 def write_index(out_dir: str | os.PathLike) -> Path:
     """(Re)write `index.json`: settings plus every complete entry's metadata and the failures."""
     root = Path(out_dir)
-    entries = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / "features").glob("*.json"))]
-    failed = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / "failed").glob("*.json"))]
-    settings = json.loads((root / SETTINGS_FILE).read_text(encoding="utf-8"))
+    entries = [read_json(p) for p in sorted((root / "features").glob("*.json"))]
+    failed = [read_json(p) for p in sorted((root / "failed").glob("*.json"))]
+    settings = read_json(root / SETTINGS_FILE)
     settings.pop("vit_fingerprint", None)
     path = root / INDEX_FILE
     atomic_write_json(path, {"settings": settings, "videos": entries, "failed": failed})
@@ -480,9 +479,7 @@ class CachedFeatureDataset(VideoInstructDataset):
         st = self.settings
         text = build_train_text(rec["QA"], meta.msg, meta.n_frames, self.llama_tokenizer, st.num_video_query_token,
                                 st.stride, st.max_txt_len)
-        if text.placeholders_cut:
-            raise SampleError(sid, "placeholders_truncated",
-                              f"max_txt_len={st.max_txt_len} keeps {text.n_video_tokens_kept} of {text.n_video_tokens} <ImageHere>")
+        check_built_sample(sid, text, meta.n_frames, st)
         return {
             "id": sid,
             "image_features": feats,

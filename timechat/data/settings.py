@@ -116,11 +116,16 @@ class DataSettings:
     max_frames: Optional[int] = None
     """With ``fps``: at most this many frames (None: no cap; mind the frame-position table,
     ``model.position_overflow``, and the LLM context)."""
+    min_video_frames: int = 1
+    """Videos with fewer decodable frames are bad samples (``too_few_frames``), counted and replaced.
+    1 (the original): every decodable video trains, however short; see the README's data checks."""
 
     def __post_init__(self) -> None:
-        for name in ("num_frames", "image_size", "num_video_query_token", "max_txt_len"):
+        for name in ("num_frames", "image_size", "num_video_query_token", "max_txt_len", "min_frames", "min_video_frames"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"data setting {name} must be >= 1, got {getattr(self, name)}")
+        if self.min_video_frames > self.num_frames:
+            raise ValueError(f"data setting min_video_frames={self.min_video_frames} is more than num_frames={self.num_frames}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"data setting sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         check_frame_budget(self.num_frames, self.fps, self.min_frames, self.max_frames, "data settings")

@@ -84,7 +84,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from timechat.io import atomic_path, atomic_write_text
+from timechat.io import atomic_path, atomic_write_text, read_json
 from timechat.validation import check_keys
 
 __all__ = [
@@ -383,7 +383,7 @@ def generate_synthetic_dataset(
     manifest_path = out / _MANIFEST
 
     if not force and _manifest_matches(out, cfg):
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_json(manifest_path)
         return _summary(out, cfg, manifest["counts"], regenerated=False, seconds=time.perf_counter() - t0)
 
     ours = manifest_path.exists() or (out / _MARKER).exists()
@@ -481,7 +481,7 @@ def load_events(out_dir: str | os.PathLike, split: str) -> list[dict[str, Any]]:
         raise FileNotFoundError(
             f"{path} not found: generate the dataset first (python -m timechat.data.synthetic --out {out_dir})"
         )
-    return json.loads(path.read_text())["videos"]
+    return read_json(path)["videos"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ tokenizer reproduced here (checked by scripts/check_reference_parity.py against 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import warnings
@@ -32,6 +31,7 @@ from typing import Any, Sequence
 import torch
 
 from timechat.constants import IMAGE_PLACEHOLDER
+from timechat.io import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class LlamaTokenizer:
         config: dict[str, Any] = {}
         config_file = directory / "tokenizer_config.json"
         if config_file.is_file():
-            config = json.loads(config_file.read_text())
+            config = read_json(config_file)
         else:
             warnings.warn(f"{directory} has no tokenizer_config.json; assuming legacy=false, add_bos_token=true", stacklevel=2)
         legacy = config.get("legacy")

@@ -96,6 +96,8 @@ class TrainRecipe:
         self.output_dir = Path(self.resolved["output_dir"])
         self.step = 0
         self.iteration = 0
+        self.losses: list[float] = []
+        """Mean loss of every step since step 1 (restored on resume, so the summary covers the whole run)."""
         self.engine = None  # the DeepSpeed engine, when run.deepspeed is set
         self.metrics: MetricLogger | None = None
 
@@ -313,7 +315,7 @@ class TrainRecipe:
         resume = self.run.resume
         if resume in (None, "", "none", "null"):
             return
-        path = ckpt_io.latest_checkpoint(self.output_dir, clean_tmp=self.dist.is_main) if resume == "auto" else Path(resume)
+        path = self._latest_valid_checkpoint() if resume == "auto" else Path(resume)
         if path is None:
             logger.info("no complete checkpoint in %s: starting fresh", self.output_dir)
             return
@@ -330,9 +332,32 @@ class TrainRecipe:
         self.iteration = int(state["micro_step"])
         if state.get("data_state") is not None:
             self.data.load_state_dict(state["data_state"])
-        if (state.get("extra") or {}).get("data_errors"):
-            self.data_errors = IssueStats.from_dict(state["extra"]["data_errors"])
+        extra = state.get("extra") or {}
+        if extra.get("data_errors"):
+            self.data_errors = IssueStats.from_dict(extra["data_errors"])
+        self.losses = [float(x) for x in extra.get("losses", [])]
+        if len(self.losses) != self.step:
+            logger.warning("%s holds the losses of %d of its %d steps (saved before loss histories were kept); "
+                           "train_summary.json's losses will start at step %d", path, len(self.losses), self.step,
+                           self.step - len(self.losses) + 1)
         logger.info("resumed from %s at step %d (iteration %d)", path, self.step, self.iteration)
+
+    def _latest_valid_checkpoint(self) -> Path | None:
+        """`run.resume=auto`: rank 0 removes the leftovers of interrupted saves and prunes, then picks the
+        newest checkpoint that verifies; a newer damaged one is said and set aside (renamed, kept for a
+        look, so that pruning never keeps it in place of a good one). Every rank resumes from rank 0's pick."""
+        path = None
+        if self.dist.is_main:
+            for p in ckpt_io.remove_tmp_leftovers(self.output_dir):
+                logger.info("removed leftover of an interrupted checkpoint save or prune: %s", p)
+            path, skipped = ckpt_io.latest_valid_checkpoint(self.output_dir)
+            for folder, why in skipped:
+                moved = ckpt_io.set_aside(folder)
+                logger.warning("resume: skipping damaged checkpoint %s (%s); moved it to %s", folder.name, why, moved)
+            if skipped:
+                logger.warning("resume: falling back to %s", path if path is not None else "a fresh start (no checkpoint verifies)")
+        path = dist_utils.broadcast_object(None if path is None else str(path))
+        return None if path is None else Path(path)
 
     # -- the loop -------------------------------------------------------------------------------
     @property
@@ -346,7 +371,7 @@ class TrainRecipe:
         return contextlib.nullcontext()
 
     def _save(self) -> Path:
-        extra: dict[str, Any] = {"data_errors": self.data_errors.to_dict()}
+        extra: dict[str, Any] = {"data_errors": self.data_errors.to_dict(), "losses": list(self.losses)}
         if self.engine is not None:
             # ZeRO shards first (every rank writes its own); the step folder's COMPLETE marker, written
             # last, then vouches for both.
@@ -396,7 +421,6 @@ class TrainRecipe:
         """Run until `total_steps` optimizer steps; returns a summary (losses per step, paths)."""
         r = self.run
         progress = Progress(total=self.total_steps, start=self.step, rank=self.rank)
-        history: list[float] = []
         self.optimizer.zero_grad(set_to_none=True)
         t0 = time.time()
         samples = 0
@@ -404,7 +428,7 @@ class TrainRecipe:
             out = self.train_step()
             samples += out.samples
             mean_loss = float(dist_utils.all_reduce_mean(out.loss))
-            history.append(mean_loss)
+            self.losses.append(mean_loss)
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"loss is {mean_loss} at step {self.step}")
             if self.step % r.log_every == 0 or self.step == self.total_steps:
@@ -417,7 +441,7 @@ class TrainRecipe:
                 progress.update(self.step, loss=mean_loss, lr=out.lr, samples_per_s=values["train/samples_per_s"])
             if self._should_save():
                 self._save()
-        return self._finish(history)
+        return self._finish()
 
     def train_step(self, batches: Sequence[dict[str, Any]] | None = None) -> StepResult:
         """One optimizer step: for each of the `accum_grad_iters` micro-batches set the LR, take the
@@ -498,13 +522,13 @@ class TrainRecipe:
         norm = self.engine.get_global_grad_norm()
         return None if norm is None else torch.as_tensor(float(norm))
 
-    def _finish(self, history: list[float]) -> dict[str, Any]:
+    def _finish(self) -> dict[str, Any]:
         """Report bad samples, export the original layout if asked, write `train_summary.json`."""
         r = self.run
         errors = self._all_ranks_data_errors()
         if errors.failures:
             logger.warning("bad samples during training: %s; examples %s", errors.summary(), errors.examples)
-        summary = {"steps": self.step, "iterations": self.iteration, "losses": history,
+        summary = {"steps": self.step, "iterations": self.iteration, "losses": list(self.losses),
                    "data_errors": errors.to_dict(), "output_dir": str(self.output_dir)}
         if r.export_original and self.dist.is_main:
             path = self.output_dir / "timechat_original_layout.pth"

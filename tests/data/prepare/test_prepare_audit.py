@@ -71,7 +71,7 @@ def test_audit_reports_exactly_the_broken_records(root, tmp_path):
     report = json.loads((tmp_path / "usable.audit_report.json").read_text())
     assert [(u["index"], u["reason"]) for u in report["unusable"]] == EXPECTED
     assert report["counts_records"] == {"records": 10, "usable": 4, "unusable": 6, "by_reason": {
-        "bad_record": 1, "video_missing": 1, "video_empty": 1, "video_undecodable": 1, "video_too_short": 2}}
+        "bad_record": 1, "bad_text": 0, "video_missing": 1, "video_empty": 1, "video_undecodable": 1, "video_too_short": 2}}
     assert "12" in report["unusable"][-1]["detail"] and "8.00 s" in report["unusable"][-1]["detail"]
     usable = json.loads(out.read_text())
     assert usable == [RECORDS[i] for i in (0, 5, 7, 9)]

@@ -6,7 +6,8 @@ This step checks every record of a TimeIT (``{"video", "QA"}``) or raw Valley (`
 JSON against a videos root and reports, by record index (and ``id`` when the record has one), the
 first reason that applies:
 
-* ``bad_record``: not a valid record (`timechat.data.datasets.validate_record`);
+* ``bad_record`` / ``bad_text``: not a valid record, or a string in it that is not valid Unicode
+  (`timechat.data.datasets.validate_record`);
 * ``video_missing``: no file at ``videos_root / video``;
 * ``video_empty``: a 0-byte file, or a container that reports no frames;
 * ``video_undecodable``: no decoder opens it, it has no video stream, or decoding the checked frames
@@ -49,7 +50,7 @@ from timechat.io import atomic_write_json
 __all__ = ["DECODE_MODES", "REASONS", "answer_times", "audit_records", "check_video", "check_video_task"]
 
 DECODE_MODES = ("sample", "all", "none")
-REASONS = ("bad_record", "video_missing", "video_empty", "video_undecodable", "video_too_short")
+REASONS = ("bad_record", "bad_text", "video_missing", "video_empty", "video_undecodable", "video_too_short")
 
 # ``source`` of converted Valley records (`convert_valley_record` keeps the item's VATEX / jukinmedia)
 VALLEY_SOURCES = ("valley", "vatex", "jukinmedia")
