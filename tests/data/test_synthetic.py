@@ -28,7 +28,7 @@ av = pytest.importorskip("av")
 # Small but varied: ranged durations on a 0.5-s grid, up to 3 events, all 6 event types.
 SMALL = dict(
     seed=3, num_train=4, num_val=2, num_test=3, duration=(6.0, 10.0), fps=8, size=32,
-    max_events=3, time_grid=0.5, num_event_types=6,
+    max_events=3, time_grid=0.5, num_event_types=6, tasks=TASKS,
 )
 SPLITS = ("train", "val", "test")
 TOL = 60  # max per-channel distance for a decoded pixel to count as an event colour
@@ -295,6 +295,22 @@ def test_train_all_merges_train_items(small):
     assert {i["source"] for i in merged} == {f"synthetic_{t}" for t in TASKS}
 
 
+def test_tvg_chat_is_every_grounding_turn_of_a_video_in_a_drawn_order(small):
+    out, _ = small
+    single = _items(out, "tvg", "train")
+    chats = _items(out, "tvg_chat", "train")
+    videos = _read(out / "annotations" / "train.events.json")["videos"]
+    assert [c["video"] for c in chats] == [v["video"] for v in videos]
+    by_video = Counter(i["video"] for i in single)
+    turns = [(c["video"], qa["q"], qa["a"]) for c in chats for qa in c["QA"]]
+    assert sorted(turns) == sorted((i["video"], i["QA"][0]["q"], i["QA"][0]["a"]) for i in single)
+    assert all(len(c["QA"]) == by_video[c["video"]] for c in chats)
+    # the order is drawn: some multi-event videos do not start with their first event's query
+    firsts = {i["video"]: i["QA"][0]["q"] for i in reversed(single)}  # the 1st event's query per video
+    multi = [c for c in chats if len(c["QA"]) > 1]
+    assert multi and any(c["QA"][0]["q"] != firsts[c["video"]] for c in multi)
+
+
 def test_templates_vary_and_tasks_subset(tmp_path):
     s = generate_synthetic_dataset(tmp_path, seed=0, num_train=10, num_val=0, num_test=0, size=16, duration=8, tasks=("tvg",))
     qs = {re.sub(r"'[^']*'", "Q", i["QA"][0]["q"]) for i in _read(s.instruct["tvg"]["train"])}
@@ -465,4 +481,8 @@ def test_baselines_script_first_event_oracle_and_rank_breakdown(small):
     first = {str(a["id"]): {"timestamp": [first_span[a["image_id"]]]} for a in gt}
     ranks = mod.by_event_rank(out, first, "test")
     assert ranks["1"]["R1@0.5"] == 100 and all(ranks[k]["R1@0.5"] == 0 for k in ranks if k != "1")
-    assert sum(r["queries"] for r in ranks.values()) == len(gt)
+    assert sum(r["queries"] for k, r in ranks.items() if k != "2+") == len(gt)
+    assert ranks["2+"]["queries"] == len(gt) - sum(is_first)
+    summary_text = mod.summary_line(base | {"model": {"R1@0.5": 12.5}, "model_by_event_rank": ranks}, "test")
+    assert summary_text.startswith(f"tiny TimeChat R1@0.5 12.5 on test ({len(gt)} queries, 2nd-or-later events 0.0")
+    assert f"first-event oracle {base['oracle_first_event']['R1@0.5']:.1f}" in summary_text
