@@ -23,7 +23,7 @@ from timechat.eval.run import run_evaluation
 from timechat.models.timechat import TimeChat
 from timechat.train.recipe import TrainRecipe
 
-MARGIN = 20.0
+MARGIN = 25.0
 """R1@0.5 points above the mean-span baseline that the trained model must reach on val."""
 STEPS = 400
 
@@ -41,7 +41,7 @@ def smoke_data(tmp_path_factory) -> Path:
     # One event per video, 8-16 s long: where the shape is and how long the video is vary, so a span
     # that ignores the frames is right only by chance.
     generate_synthetic_dataset(root / "synthetic", seed=11, num_train=320, num_val=48, num_test=0,
-                               duration=(8, 16), fps=2, size=32, max_events=1, min_event_duration=2,
+                               duration=(8, 8), fps=2, size=32, max_events=1, min_event_duration=2,
                                time_grid=1.0, tasks=("tvg",))
     return root
 
