@@ -82,7 +82,7 @@ def test_every_sample_once_and_corrupt_video_recorded(reference, data_root):
     assert "corrupt.mp4" in bad[0]["error"] and bad[0]["error_type"] in ("undecodable", "empty")
     assert all("answer" in e and "timing" not in e for e in entries if e["id"] != CORRUPT_ID)
     assert report["counts"] == {"samples": len(ids), "answered": len(ids) - 1, "decode_failures": 1,
-                                "parse_failures": report["counts"]["parse_failures"]}
+                                "parse_failures": report["counts"]["parse_failures"], "invalid_predictions": 0}
     assert report["decode_failures"]["examples"][0]["id"] == CORRUPT_ID
     # The original prediction format: query id -> {"timestamp": [[s, e]] or [], "query", "vid"};
     # the corrupt video is an empty prediction (a miss) that stays in the R1 denominator.

@@ -2,15 +2,19 @@
 
 The whole stack (synthetic videos -> frozen ViT features -> timestamp-aware frame Q-Former -> video
 Q-Former -> LLM) is trained for a few hundred steps on small single-event videos of varying length,
-then evaluated with `evaluate.py`'s code on the val split. It must beat the mean-training-span
-baseline (the best a model that ignores the frames can do on average) by a clear margin. The same
-run with the video tokens zeroed (`test_fails_without_the_visual_path`, slow) shows the margin
-comes from the visual path: it stays at the baseline.
+then evaluated with `evaluate.py`'s code on the val split. It must beat, by a clear margin, both
+the mean-training-span baseline and the best constant span on val (the span that, given to every
+query, scores highest there: the ceiling of any answer that ignores the frames, since the query's
+shape says nothing about where it is). The same run with the video tokens zeroed
+(`test_fails_without_the_visual_path`, slow) shows the margin comes from the visual path.
+Measured (2-core CPU, 450 steps): 97.9 trained; the best constant span scores 62.5 and the mean span
+37.5 (with the video tokens zeroed, 400 steps: 50.0).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -20,12 +24,13 @@ from conftest_train import CONFIG, REPO
 from timechat.config import load_config
 from timechat.data.synthetic import generate_synthetic_dataset
 from timechat.eval.run import run_evaluation
+from timechat.metrics import tvg_metrics
 from timechat.models.timechat import TimeChat
 from timechat.train.recipe import TrainRecipe
 
-MARGIN = 25.0
-"""R1@0.5 points above the mean-span baseline that the trained model must reach on val."""
-STEPS = 400
+MARGIN = 15.0
+"""R1@0.5 points above the frame-blind ceiling that the trained model must reach on val."""
+STEPS = 450
 
 
 def _baselines():
@@ -75,12 +80,31 @@ def _train_and_eval(data_root: Path, out: Path) -> dict[str, float]:
     ])
     report = run_evaluation(eval_cfg)
     base = _baselines().baselines(syn, "val")
-    return {"model": report["metrics"]["R1@0.5"], "mean_span": base["mean_train_span"]["R1@0.5"]}
+    return {"model": report["metrics"]["R1@0.5"], "mean_span": base["mean_train_span"]["R1@0.5"],
+            "best_constant": _best_constant_span(syn / "annotations" / "tvg_val.caption_coco_format.json")}
+
+
+def _best_constant_span(gt_file: Path, step: float = 0.5) -> float:
+    """R1@0.5 of the best single span given to every query (searched on a `step`-second grid)."""
+    gt = json.loads(gt_file.read_text())["annotations"]
+    end = max(g["timestamp"][1] for g in gt)
+    grid = [i * step for i in range(int(end / step) + 1)]
+    best = 0.0
+    for i, a in enumerate(grid):
+        for b in grid[i + 1:]:
+            preds = {str(g["id"]): {"timestamp": [[a, b]]} for g in gt}
+            best = max(best, tvg_metrics(preds, {"annotations": gt})["R1@0.5"])
+    return best
+
+
+def _bar(got: dict[str, float]) -> float:
+    return max(got["mean_span"], got["best_constant"]) + MARGIN
 
 
 def test_short_training_beats_the_mean_span_baseline(smoke_data, tmp_path):
     got = _train_and_eval(smoke_data, tmp_path / "run")
-    assert got["model"] >= got["mean_span"] + MARGIN, got
+    print("smoke", got)
+    assert got["model"] >= _bar(got), got
 
 
 @pytest.mark.slow
@@ -93,4 +117,5 @@ def test_fails_without_the_visual_path(smoke_data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(TimeChat, "encode_batch_videos", zeroed)
     got = _train_and_eval(smoke_data, tmp_path / "run")
-    assert got["model"] < got["mean_span"] + MARGIN, got
+    print("smoke ablated", got)
+    assert got["model"] < _bar(got), got
