@@ -1,7 +1,7 @@
 """Learning smoke test: a short training of the tiny model grounds queries in the frames.
 
 The whole stack (synthetic videos -> frozen ViT features -> timestamp-aware frame Q-Former -> video
-Q-Former -> LLM) is trained for a few hundred steps on small single-event videos of varying length,
+Q-Former -> LLM) is trained for a few hundred steps on small single-event 8-second videos,
 then evaluated with `evaluate.py`'s code on the val split. It must beat, by a clear margin, both
 the mean-training-span baseline and the best constant span on val (the span that, given to every
 query, scores highest there: the ceiling of any answer that ignores the frames, since the query's
