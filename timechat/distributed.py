@@ -185,7 +185,21 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
-def cleanup() -> None:
-    """Destroy the process group if one exists (call at the end of an entry point)."""
-    if is_distributed():
-        dist.destroy_process_group()
+def cleanup(timeout_s: float = 120.0) -> None:
+    """Destroy the process group if one exists (call at the end of an entry point).
+
+    The ranks meet at a barrier first, so that no rank tears the group (and rank 0 the store it
+    hosts) down while another still finishes its last step: a 2-process gloo run was seen to hang
+    at exit without it. Under gloo the barrier gives up after ``timeout_s`` (a rank that died),
+    with a warning, and the group is destroyed anyway.
+    """
+    if not is_distributed():
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout_s))
+        else:
+            dist.barrier()
+    except Exception as exc:  # noqa: BLE001 - a peer that is gone must not keep this one alive
+        log.warning("ranks did not meet before shutdown (%s); destroying the group", exc)
+    dist.destroy_process_group()
