@@ -733,13 +733,17 @@ def _instruct_items(cfg: SyntheticConfig, split: str, task: str, videos: list[di
         return _tvg_chat_items(cfg, split, videos)
     for qid, v, ev in _queries(videos):
         if task == "tvg":
-            q = _pick(cfg, TVG_TEMPLATES, task, split, qid).format(query=ev["sentence"])
-            a = _tvg_answer(ev["start"], ev["end"])
+            q, a = _tvg_turn(cfg, split, qid, ev)
         else:
             q = _pick(cfg, VHD_TEMPLATES, task, split, qid).format(query=ev["sentence"])
             a = _vhd_answer(*_saliency(cfg, split, v, ev, qid))
         items.append({"video": v["video"], "QA": [{"q": q, "a": a}], "source": source})
     return items
+
+
+def _tvg_turn(cfg: SyntheticConfig, split: str, qid: int, ev: dict[str, Any]) -> tuple[str, str]:
+    """The grounding question (template drawn per query id) and answer about one event."""
+    return _pick(cfg, TVG_TEMPLATES, "tvg", split, qid).format(query=ev["sentence"]), _tvg_answer(ev["start"], ev["end"])
 
 
 def _tvg_chat_items(cfg: SyntheticConfig, split: str, videos: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -749,8 +753,8 @@ def _tvg_chat_items(cfg: SyntheticConfig, split: str, videos: list[dict[str, Any
     span of the same frames."""
     turns: dict[str, list[dict[str, str]]] = {}
     for qid, v, ev in _queries(videos):
-        q = _pick(cfg, TVG_TEMPLATES, "tvg", split, qid).format(query=ev["sentence"])
-        turns.setdefault(v["id"], []).append({"q": q, "a": _tvg_answer(ev["start"], ev["end"])})
+        q, a = _tvg_turn(cfg, split, qid, ev)
+        turns.setdefault(v["id"], []).append({"q": q, "a": a})
     items = []
     for i, v in enumerate(videos):
         qa = turns[v["id"]]
