@@ -183,3 +183,33 @@ def test_refuses_random_sampling_and_crop(model, videos, tok, tmp_path):
         build_feature_cache(trainable_vit, ["a.mp4"], tmp_path / "x", N_FRMS, SIZE, videos_root=videos)
     with pytest.raises(FileNotFoundError, match="build_feature_cache.py"):
         FeatureCache(tmp_path / "nothing")
+
+
+def test_fps_budget_cache_equals_live(model, videos, tok, tmp_path):
+    """A rate budget (2 fps within 3..5 frames): each video keeps its own frame count, items equal live ones,
+    and a cache built with another rate or bounds is refused."""
+    from timechat.data.settings import FrameBudget
+
+    rate = {"fps": 2.0, "min_frames": 3, "max_frames": 5}
+    build_feature_cache(model, ["a.mp4", "sub/b.mp4"], tmp_path, FrameBudget(N_FRMS, **rate), SIZE, "fp32",
+                        videos_root=videos)
+    cache = FeatureCache(tmp_path)
+    assert cache.frame_budget == FrameBudget(N_FRMS, **rate)
+    live_ds = _dataset(videos, tok, **rate)
+    cached_ds = CachedFeatureDataset(live_ds, cache)
+    counts = []
+    for i in range(2):
+        live, cached = live_ds[i], cached_ds[i]
+        with torch.no_grad():
+            ref = model.encode_frames(live["images"].permute(1, 0, 2, 3))
+        assert torch.equal(cached["image_features"], ref)
+        assert cached["clip"].timestamps == live["clip"].timestamps and torch.equal(cached["input_ids"], live["input_ids"])
+        counts.append(ref.shape[0])
+    # the rate's count per video (2.4 s and 2.5 s at 2 fps: 5 frames each), not the fixed num_frames=8
+    assert counts == [live_ds.settings.frame_budget.count(24, 10.0), live_ds.settings.frame_budget.count(30, 12.0)] == [5, 5]
+    with pytest.raises(ValueError, match=r"fps=2.0 \(min_frames=3, max_frames=5\), the dataset asks for fps=1.0"):
+        CachedFeatureDataset(_dataset(videos, tok, fps=1.0, min_frames=3, max_frames=5), cache)
+    with pytest.raises(ValueError, match="the dataset asks for num_frames=8"):
+        CachedFeatureDataset(_dataset(videos, tok), cache)
+    with pytest.raises(FeatureCacheError, match="frame_budget"):
+        build_feature_cache(model, ["a.mp4"], tmp_path, FrameBudget(N_FRMS, 1.0, 3, 5), SIZE, "fp32", videos_root=videos)

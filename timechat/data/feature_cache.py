@@ -55,7 +55,7 @@ from timechat.io import atomic_path, atomic_write_json, read_json
 from timechat.data.collate import collate_train
 from timechat.data.conversation import build_train_text
 from timechat.data.datasets import SampleError, VideoInstructDataset, check_built_sample, validate_record
-from timechat.data.settings import EVAL_SAMPLING, DataSettings
+from timechat.data.settings import EVAL_SAMPLING, DataSettings, FrameBudget
 from timechat.data.tokenization import tokenize_timestamps
 from timechat.data.transforms import eval_transform
 from timechat.data.video import VideoClip, VideoDecodeError, load_video, timestamp_sentences
@@ -188,6 +188,15 @@ class FeatureCache:
         return int(self.settings["n_frms"])
 
     @property
+    def frame_budget(self) -> FrameBudget:
+        """The frame budget the cache was built with (caches from before `fps` budgets: a fixed count)."""
+        rate = self.settings.get("frame_budget")
+        if not rate:
+            return FrameBudget(self.num_frames)
+        return FrameBudget(self.num_frames, float(rate["fps"]), int(rate["min_frames"]),
+                           None if rate["max_frames"] is None else int(rate["max_frames"]))
+
+    @property
     def image_size(self) -> int:
         return int(self.settings["image_size"])
 
@@ -252,7 +261,8 @@ class CacheBuildReport:
 class _DecodeDataset(torch.utils.data.Dataset):
     """Decode + eval transform of one video per item (runs in DataLoader workers)."""
 
-    def __init__(self, keys: Sequence[str], videos_root: Path | None, num_frames: int, image_size: int, backend: str) -> None:
+    def __init__(self, keys: Sequence[str], videos_root: Path | None, num_frames: int | FrameBudget, image_size: int,
+                 backend: str) -> None:
         self.keys, self.root, self.num_frames, self.size, self.backend = list(keys), videos_root, num_frames, image_size, backend
 
     def __len__(self) -> int:
@@ -270,6 +280,24 @@ class _DecodeDataset(torch.utils.data.Dataset):
         return {"key": key, "pixels": pixels, "clip": clip}
 
 
+def _rate_settings(budget: FrameBudget) -> dict[str, Any] | None:
+    """`cache.json`'s ``frame_budget``: None for a fixed count (``n_frms`` holds it), else the rate and bounds."""
+    if budget.fps is None:
+        return None
+    return {"fps": float(budget.fps), "min_frames": int(budget.min_frames),
+            "max_frames": None if budget.max_frames is None else int(budget.max_frames)}
+
+
+def same_frame_budget(a: FrameBudget, b: FrameBudget) -> bool:
+    """Whether two budgets sample the same frames (a fixed count ignores the rate bounds; a rate ignores
+    ``num_frames``)."""
+    if (a.fps is None) != (b.fps is None):
+        return False
+    if a.fps is None:
+        return a.num_frames == b.num_frames
+    return _rate_settings(a) == _rate_settings(b)
+
+
 def _first(items: list[Any]) -> Any:
     return items[0]
 
@@ -281,7 +309,7 @@ def _check_settings(root: Path, settings: dict[str, Any]) -> None:
         atomic_write_json(path, settings)
         return
     old = read_json(path)
-    for key in ("format_version", "n_frms", "image_size", "sampling", "transform", "dtype", "autocast"):
+    for key in ("format_version", "n_frms", "frame_budget", "image_size", "sampling", "transform", "dtype", "autocast"):
         if old.get(key) != settings[key]:
             raise FeatureCacheError(
                 f"{path} was built with {key}={old.get(key)!r}, this build asks for {settings[key]!r}; "
@@ -297,7 +325,7 @@ def build_feature_cache(
     model: torch.nn.Module,
     video_paths: Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,
-    num_frames: int = DataSettings.num_frames,
+    num_frames: int | FrameBudget = DataSettings.num_frames,
     image_size: int = DataSettings.image_size,
     dtype: str = "auto",
     batch_frames: int = 256,
@@ -318,7 +346,8 @@ def build_feature_cache(
         model: a `TimeChat` with a frozen ViT (`cfg.freeze_vit`); left in eval mode.
         video_paths: video keys, relative to `videos_root` when given (the records' `video` field).
         out_dir: cache directory (created; an existing cache must have the same settings and ViT).
-        num_frames / image_size: the dataset's frame count and decode size.
+        num_frames / image_size: the dataset's frame count (or its `FrameBudget`, e.g. 1 fps within
+            bounds: then each video has its own frame count) and decode size.
         dtype: storage dtype `'auto'` (what the ViT computes: exact), `'fp32'`, `'fp16'` or `'bf16'`.
         batch_frames: frames per ViT call (memory bound on the GPU).
         autocast: `'bf16'`/`'fp16'` to run the ViT under the autocast the training run uses.
@@ -347,8 +376,10 @@ def build_feature_cache(
     (root / "features").mkdir(parents=True, exist_ok=True)
     (root / "failed").mkdir(exist_ok=True)
     cfg = model.cfg.vision
+    budget = num_frames if isinstance(num_frames, FrameBudget) else FrameBudget(int(num_frames))
     settings = {
-        "format_version": FORMAT_VERSION, "n_frms": int(num_frames), "image_size": int(image_size),
+        "format_version": FORMAT_VERSION, "n_frms": int(budget.num_frames), "frame_budget": _rate_settings(budget),
+        "image_size": int(image_size),
         "sampling": EVAL_SAMPLING,
         "transform": "eval", "dtype": dtype, "autocast": autocast,
         "feature_shape": [cfg.num_tokens, cfg.width], "vit_fingerprint": vit_fingerprint(model),
@@ -359,7 +390,7 @@ def build_feature_cache(
     report = CacheBuildReport(skipped=[k for k in keys if cache.has(k)])
     pending = [k for k in keys if not cache.has(k)]
     loader = torch.utils.data.DataLoader(
-        _DecodeDataset(pending, Path(videos_root) if videos_root is not None else None, num_frames, image_size, backend),
+        _DecodeDataset(pending, Path(videos_root) if videos_root is not None else None, budget, image_size, backend),
         batch_size=1, collate_fn=_first, num_workers=num_workers,
     )
     was_training = model.training
@@ -431,15 +462,18 @@ def require_exact_caching(settings: DataSettings, where: str) -> None:
         problems.append(f"sampling={settings.sampling!r} draws different frames every epoch")
     if settings.train_aug:
         problems.append("train_aug=True draws a new random resized crop every epoch")
-    if settings.fps is not None:
-        problems.append(f"fps={settings.fps} (the cache stores a fixed num_frames per video)")
     if problems:
         raise ValueError(
-            f"{where}: cached ViT features are only exact for sampling='uniform' without crop (train_aug=False) "
-            "and a fixed num_frames: "
+            f"{where}: cached ViT features are only exact for sampling='uniform' without crop (train_aug=False): "
             + "; ".join(problems) + ". Set sampling: uniform and train_aug: false for this dataset, or train "
             "from videos without the cache."
         )
+
+
+def _budget_text(b: FrameBudget) -> str:
+    if b.fps is None:
+        return f"num_frames={b.num_frames}"
+    return f"fps={b.fps} (min_frames={b.min_frames}, max_frames={b.max_frames})"
 
 
 class CachedFeatureDataset(VideoInstructDataset):
@@ -451,7 +485,7 @@ class CachedFeatureDataset(VideoInstructDataset):
 
     Args:
         base: the live dataset; must use `sampling='uniform'` and `train_aug=False`.
-        cache: a `FeatureCache` built with the base's `num_frames` and `image_size`.
+        cache: a `FeatureCache` built with the base's frame budget and `image_size`.
     Raises:
         ValueError: the base samples randomly or crops (caching would not be exact), or the cache
             was built with other frame settings.
@@ -459,10 +493,12 @@ class CachedFeatureDataset(VideoInstructDataset):
 
     def __init__(self, base: VideoInstructDataset, cache: FeatureCache) -> None:
         require_exact_caching(base.settings, base.name)
-        for key in ("num_frames", "image_size"):
-            have, want = getattr(cache, key), getattr(base.settings, key)
-            if want != have:
-                raise ValueError(f"feature cache {cache.root} was built with {key}={have}, the dataset asks for {want}")
+        if not same_frame_budget(cache.frame_budget, base.settings.frame_budget):
+            raise ValueError(f"feature cache {cache.root} was built with {_budget_text(cache.frame_budget)}, the "
+                             f"dataset asks for {_budget_text(base.settings.frame_budget)}")
+        if cache.image_size != base.settings.image_size:
+            raise ValueError(f"feature cache {cache.root} was built with image_size={cache.image_size}, the dataset "
+                             f"asks for {base.settings.image_size}")
         self.__dict__.update(base.__dict__)  # the base's records, tokenizers, settings and seeds
         self.stats = IssueStats()
         self.cache = cache
