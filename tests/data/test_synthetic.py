@@ -181,12 +181,37 @@ def test_tvg_answers_and_gt_match_events(small):
             assert item["source"] == "synthetic_tvg"
             (qa,) = item["QA"]
             assert f"'{e['sentence']}'" in qa["q"]
-            m = re.fullmatch(r"The given query happens in (\d+\.\d) - (\d+\.\d) seconds\.", qa["a"])
+            # the default `tvg_answer: named` restates the queried shape (see SyntheticConfig.tvg_answer)
+            m = re.fullmatch(rf"The {e['colour']} {e['shape']} happens in (\d+\.\d) - (\d+\.\d) seconds\.", qa["a"])
             assert m, qa["a"]
             assert (float(m[1]), float(m[2])) == (e["start"], e["end"])
             assert g == {"image_id": v["file"], "caption": e["sentence"], "timestamp": [e["start"], e["end"]],
                          "id": g["id"]}
             assert (summary.videos_dir[split] / g["image_id"]).is_file()
+
+
+def test_tvg_answer_timeit_wording(tmp_path):
+    """`tvg_answer: timeit` writes TimeIT's Charades-STA wording (and the timeline as `shape: span`); the
+    spans and questions are unchanged."""
+    kw = dict(num_train=3, num_val=0, num_test=0, tasks=("tvg",))
+    named = generate_synthetic_dataset(tmp_path / "named", SyntheticConfig(**kw))
+    timeit = generate_synthetic_dataset(tmp_path / "timeit", SyntheticConfig(tvg_answer="timeit", **kw))
+    a = _read(named.instruct["tvg"]["train"])
+    b = _read(timeit.instruct["tvg"]["train"])
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert x["QA"][0]["q"] == y["QA"][0]["q"]
+        span = re.fullmatch(r"The [a-z]+ [a-z]+ happens in (.*)", x["QA"][0]["a"])[1]
+        assert y["QA"][0]["a"] == f"The given query happens in {span}"
+    kw["tasks"] = ("timeline",)
+    named_tl = _read(generate_synthetic_dataset(tmp_path / "named_tl", SyntheticConfig(**kw)).instruct["timeline"]["train"])
+    timeit_tl = _read(generate_synthetic_dataset(tmp_path / "timeit_tl", SyntheticConfig(tvg_answer="timeit", **kw))
+                      .instruct["timeline"]["train"])
+    for x, y in zip(named_tl, timeit_tl):
+        rows = re.findall(r"The (\w+ \w+) happens in (\S+ - \S+) seconds\.", x["QA"][0]["a"])
+        assert rows and y["QA"][0]["a"] == " ".join(f"{shape}: {span} seconds." for shape, span in rows)
+    with pytest.raises(ValueError, match="tvg_answer"):
+        SyntheticConfig(tvg_answer="restated")
 
 
 DVC_PIECE = r"(\d+\.\d) - (\d+\.\d) seconds, ([a-z ]+)\. "
@@ -240,9 +265,12 @@ def test_timeline_answers_list_shapes_by_type_not_by_time(small):
         for v, item in zip(videos, items):
             assert item["video"] == v["video"] and item["source"] == "synthetic_timeline"
             assert item["QA"][0]["q"] in TIMELINE_TEMPLATES
-            rows = re.findall(r"(\w+) (\w+): (\d+\.\d) - (\d+\.\d) seconds\.", item["QA"][0]["a"])
+            # `tvg_answer: named` (the default): each line is that shape's grounding answer
+            answer = item["QA"][0]["a"]
+            rows = re.findall(r"The (\w+) (\w+) happens in (\d+\.\d) - (\d+\.\d) seconds\.", answer)
             by_type = sorted(v["events"], key=lambda e: e["type"])
             assert rows == [(e["colour"], e["shape"], f"{e['start']:.1f}", f"{e['end']:.1f}") for e in by_type]
+            assert answer == " ".join(f"The {c} {s} happens in {a} - {b} seconds." for c, s, a, b in rows)
             reordered += by_type != v["events"]
     assert reordered > 0  # the listing order is not the time order for some videos
 

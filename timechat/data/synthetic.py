@@ -47,9 +47,13 @@ Why time is learnable from this data (a tiny model, 16 frames at 32-64 px, minut
   count frames.
 * The background is grey with a slow horizontal sine drift: it changes over time (so a frame
   difference alone does not mark an event) but never carries colour.
-* The ``timeline`` task names each shape right before its span, in an order unrelated to time, so
-  finding the span means finding the frames that show that shape. Grounding needs that same lookup
-  (query text -> frames); without it the tiny model settled on "the first event" in all our runs.
+* Grounding answers name the queried shape before its span (``tvg_answer: named``): "The red square
+  happens in 3.0 - 8.0 seconds.". The shape name is copied from the question, so the span right after
+  it is looked up from an adjacent word, not from a word twenty tokens back. With TimeIT's "The given
+  query happens in ..." the tiny model answered every query of a video with the same span.
+* The ``timeline`` task lists those answers for every shape, in an order unrelated to time (by shape
+  type), so finding each span means finding the frames that show that shape: the lookup grounding
+  needs, trained on every shape of every video.
 * Saliency for highlight detection follows the shape's size, which swells from 75 % to 100 % in the
   middle of the event, weighted by how much of each 2-s clip the event covers; three "annotators"
   add a small deterministic jitter.
@@ -104,6 +108,7 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 TASKS = ("tvg", "dvc", "vhd", "timeline", "tvg_chat")
 EVAL_TASKS = ("tvg", "dvc", "vhd")
+TVG_ANSWER_STYLES = ("named", "timeit")
 """Tasks with evaluation ground truth; ``timeline`` (see `TIMELINE_TEMPLATES`) and ``tvg_chat`` (every
 grounding query of a video as one multi-turn conversation, in a random order) are training-only."""
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
@@ -187,8 +192,7 @@ VHD_TEMPLATES = (
 # (both can be answered early on by "the first event" / "the next event"); with this task it did in
 # some runs, not reliably (README, "The embedded default learns").
 TIMELINE_TEMPLATES = (
-    "List every shape that appears in the video and when it is visible, as 'colour shape: start - "
-    "end seconds'.",
+    "List every shape that appears in the video and the time span in which it is visible.",
     "For each coloured shape in the video, give the start and end time in seconds during which it "
     "is visible.",
     "Which shapes appear in the video, and when? Answer with each shape followed by its start and "
@@ -233,6 +237,13 @@ class SyntheticConfig:
     also get eval ground truth."""
     crf: int = 20
     """libx264 constant rate factor (lower = closer to the rendered frames, larger files)."""
+    tvg_answer: str = field(default="named", metadata={"choices": TVG_ANSWER_STYLES})
+    """Wording of the grounding answers (``tvg``, ``tvg_chat``) and of the ``timeline``. ``named`` (default):
+    the answer restates the queried shape ("The red square happens in 3.0 - 8.0 seconds.") and the
+    timeline is the list of those answers, by shape type. ``timeit``: TimeIT's Charades-STA wording ("The
+    given query happens in 3.0 - 8.0 seconds.") and ``red square: 3.0 - 8.0 seconds.`` lines. Both parse
+    the same way at evaluation. With ``timeit`` the tiny default answered every query of a video with the
+    same span (README, "The embedded default learns")."""
 
     def __post_init__(self) -> None:
         # Plain numbers as their declared type (YAML/JSON/CLI values: 8 -> 8.0, lists -> tuples).
@@ -280,6 +291,8 @@ class SyntheticConfig:
                 f"the shortest video ({dur[0]} s, on the {self.time_grid} s grid) cannot hold one event of "
                 f"min_event_duration={self.min_event_duration} s"
             )
+        if self.tvg_answer not in TVG_ANSWER_STYLES:
+            raise ValueError(f"tvg_answer must be one of {TVG_ANSWER_STYLES}, got {self.tvg_answer!r}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in 0..51, got {self.crf}")
 
@@ -653,20 +666,24 @@ def _mux_h264(tmp: Path, frames: np.ndarray, cfg: SyntheticConfig, av: Any) -> N
 # ----------------------------------------------------------------------------------------------
 
 
-def _tvg_answer(start: float, end: float) -> str:
+def _tvg_answer(start: float, end: float, subject: str = "The given query") -> str:
     s, e = round(float(start), 1), round(float(end), 1)
     if s == e:
-        return f"The given query happens in {s} seconds."
-    return f"The given query happens in {s} - {e} seconds."
+        return f"{subject} happens in {s} seconds."
+    return f"{subject} happens in {s} - {e} seconds."
 
 
 def _dvc_answer(events: list[dict[str, Any]]) -> str:
     return " ".join(f"{ev['start']:.1f} - {ev['end']:.1f} seconds, {ev['sentence']}. " for ev in events)
 
 
-def _timeline_answer(events: list[dict[str, Any]]) -> str:
-    """``"red square: 2.0 - 4.0 seconds. green triangle: 4.0 - 10.0 seconds."``, by shape type."""
+def _timeline_answer(events: list[dict[str, Any]], style: str = "named") -> str:
+    """Every shape and its span, by shape type: ``named``: the grounding answer of each
+    (``"The red square happens in 2.0 - 4.0 seconds. The green triangle happens in 4.0 - 10.0 seconds."``);
+    ``timeit``: ``"red square: 2.0 - 4.0 seconds. green triangle: 4.0 - 10.0 seconds."``."""
     by_type = sorted(events, key=lambda ev: ev["type"])
+    if style == "named":
+        return " ".join(_tvg_answer(ev["start"], ev["end"], f"The {ev['colour']} {ev['shape']}") for ev in by_type)
     return " ".join(f"{ev['colour']} {ev['shape']}: {ev['start']:.1f} - {ev['end']:.1f} seconds." for ev in by_type)
 
 
@@ -724,10 +741,11 @@ def _instruct_items(cfg: SyntheticConfig, split: str, task: str, videos: list[di
     source = f"synthetic_{task}"
     items = []
     if task in ("dvc", "timeline"):
-        templates, answer = (DVC_TEMPLATES, _dvc_answer) if task == "dvc" else (TIMELINE_TEMPLATES, _timeline_answer)
+        templates = DVC_TEMPLATES if task == "dvc" else TIMELINE_TEMPLATES
         for i, v in enumerate(videos):
             q = _pick(cfg, templates, task, split, i)
-            items.append({"video": v["video"], "QA": [{"q": q, "a": answer(v["events"])}], "source": source})
+            a = _dvc_answer(v["events"]) if task == "dvc" else _timeline_answer(v["events"], cfg.tvg_answer)
+            items.append({"video": v["video"], "QA": [{"q": q, "a": a}], "source": source})
         return items
     if task == "tvg_chat":
         return _tvg_chat_items(cfg, split, videos)
@@ -743,7 +761,9 @@ def _instruct_items(cfg: SyntheticConfig, split: str, task: str, videos: list[di
 
 def _tvg_turn(cfg: SyntheticConfig, split: str, qid: int, ev: dict[str, Any]) -> tuple[str, str]:
     """The grounding question (template drawn per query id) and answer about one event."""
-    return _pick(cfg, TVG_TEMPLATES, "tvg", split, qid).format(query=ev["sentence"]), _tvg_answer(ev["start"], ev["end"])
+    subject = f"The {ev['colour']} {ev['shape']}" if cfg.tvg_answer == "named" else "The given query"
+    question = _pick(cfg, TVG_TEMPLATES, "tvg", split, qid).format(query=ev["sentence"])
+    return question, _tvg_answer(ev["start"], ev["end"], subject)
 
 
 def _tvg_chat_items(cfg: SyntheticConfig, split: str, videos: list[dict[str, Any]]) -> list[dict[str, Any]]:

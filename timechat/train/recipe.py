@@ -236,8 +236,10 @@ class TrainRecipe:
             t0 = time.perf_counter()
             with torch.random.fork_rng(devices=[]):
                 report = build_feature_cache(
-                    self.model, videos, cache_dir, dataset.settings.num_frames, dataset.settings.image_size,
-                    videos_root=dataset.videos_root, autocast=amp, num_workers=self.run.num_workers,
+                    self.model, videos, cache_dir, dataset.settings.frame_budget, dataset.settings.image_size,
+                    videos_root=dataset.videos_root, autocast=amp,
+                    # decoding overlaps the ViT even when training reads no videos (num_workers 0)
+                    num_workers=max(1, self.run.num_workers),
                     device=self.device,
                 )
             logger.info("feature cache %s for %s: %d written, %d already there, %d failed (%.1f s)", cache_dir, name,
