@@ -339,6 +339,26 @@ def test_tvg_chat_is_every_grounding_turn_of_a_video_in_a_drawn_order(small):
     assert multi and any(c["QA"][0]["q"] != firsts[c["video"]] for c in multi)
 
 
+def test_exist_asks_about_every_shape_type_and_answers_from_the_events(small):
+    out, _ = small
+    chats = _items(out, "exist", "train")
+    videos = _read(out / "annotations" / "train.events.json")["videos"]
+    assert [c["video"] for c in chats] == [v["video"] for v in videos]
+    used = [f"{colour} {shape}" for colour, _, shape in EVENT_TYPES[:SMALL["num_event_types"]]]
+    orders = set()
+    for c, v in zip(chats, videos):
+        present = {f"{ev['colour']} {ev['shape']}" for ev in v["events"]}
+        asked = []
+        for qa in c["QA"]:
+            name = re.search(r"an? (\w+ \w+)(?: in| appear| at)", qa["q"])[1]
+            asked.append(name)
+            want = f"Yes, there is a {name}." if name in present else f"No, there is no {name}."
+            assert qa["a"] == want, (v["id"], qa)
+        assert sorted(asked) == sorted(used)
+        orders.add(tuple(asked))
+    assert len(orders) > 1  # the order is drawn per video
+
+
 def test_templates_vary_and_tasks_subset(tmp_path):
     s = generate_synthetic_dataset(tmp_path, seed=0, num_train=10, num_val=0, num_test=0, size=16, duration=8, tasks=("tvg",))
     qs = {re.sub(r"'[^']*'", "Q", i["QA"][0]["q"]) for i in _read(s.instruct["tvg"]["train"])}

@@ -106,7 +106,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
-TASKS = ("tvg", "dvc", "vhd", "timeline", "tvg_chat")
+TASKS = ("tvg", "dvc", "vhd", "timeline", "tvg_chat", "exist")
 EVAL_TASKS = ("tvg", "dvc", "vhd")
 TVG_ANSWER_STYLES = ("named", "timeit")
 """Tasks with evaluation ground truth; ``timeline`` (see `TIMELINE_TEMPLATES`) and ``tvg_chat`` (every
@@ -749,6 +749,8 @@ def _instruct_items(cfg: SyntheticConfig, split: str, task: str, videos: list[di
         return items
     if task == "tvg_chat":
         return _tvg_chat_items(cfg, split, videos)
+    if task == "exist":
+        return _exist_items(cfg, split, videos)
     for qid, v, ev in _queries(videos):
         if task == "tvg":
             q, a = _tvg_turn(cfg, split, qid, ev)
@@ -780,6 +782,33 @@ def _tvg_chat_items(cfg: SyntheticConfig, split: str, videos: list[dict[str, Any
         qa = turns[v["id"]]
         order = np.random.default_rng([cfg.seed, 13, _SPLIT_CODE[split], i]).permutation(len(qa))
         items.append({"video": v["video"], "QA": [qa[k] for k in order], "source": "synthetic_tvg_chat"})
+    return items
+
+
+EXIST_TEMPLATES = (
+    "Is there a {name} in the video?",
+    "Does a {name} appear in the video?",
+    "Can you see a {name} at any point in the video?",
+)
+
+
+def _exist_items(cfg: SyntheticConfig, split: str, videos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One item per video: for every shape type in use, in an order drawn per video, whether it appears
+    ("Yes, there is a red square." / "No, there is no red square."). A question names a shape and its
+    answer depends only on whether some frame shows it: the text -> frames match that grounding needs
+    first, without the times."""
+    items = []
+    for i, v in enumerate(videos):
+        present = {ev["type"] for ev in v["events"]}
+        rng = np.random.default_rng([cfg.seed, 17, _SPLIT_CODE[split], i])
+        turns = []
+        for ty in rng.permutation(cfg.num_event_types):
+            colour, _, shape = EVENT_TYPES[int(ty)]
+            name = f"{colour} {shape}"
+            q = EXIST_TEMPLATES[int(rng.integers(len(EXIST_TEMPLATES)))].format(name=name)
+            a = f"Yes, there is a {name}." if int(ty) in present else f"No, there is no {name}."
+            turns.append({"q": q, "a": a})
+        items.append({"video": v["video"], "QA": turns, "source": "synthetic_exist"})
     return items
 
 
