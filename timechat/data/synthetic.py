@@ -27,7 +27,8 @@ Layout under ``out_dir``::
 ``video`` paths are relative to ``out_dir``. Ground-truth files only exist for the requested tasks.
 Tasks: ``tvg`` (one query per event), ``dvc`` (every event in time order), ``vhd`` (one query per
 event, saliency per 2-s clip) and the training-only ``timeline`` (every shape with its span, listed
-by shape type rather than by time; no eval ground truth).
+by shape type rather than by time; no eval ground truth), ``tvg_chat`` (a video's grounding turns as
+one conversation) and ``exist`` (whether each shape type appears: one yes/no turn per type).
 
 Each video has 1..``max_events`` events. An event is one shape type (a fixed colour + shape pair,
 e.g. "red square") that is visible on frame ``i`` exactly when ``start <= i / fps < end``, and
@@ -109,8 +110,9 @@ SPLITS = ("train", "val", "test")
 TASKS = ("tvg", "dvc", "vhd", "timeline", "tvg_chat", "exist")
 EVAL_TASKS = ("tvg", "dvc", "vhd")
 TVG_ANSWER_STYLES = ("named", "timeit")
-"""Tasks with evaluation ground truth; ``timeline`` (see `TIMELINE_TEMPLATES`) and ``tvg_chat`` (every
-grounding query of a video as one multi-turn conversation, in a random order) are training-only."""
+"""Tasks with evaluation ground truth; ``timeline`` (see `TIMELINE_TEMPLATES`), ``tvg_chat`` (every
+grounding query of a video as one multi-turn conversation, in a random order) and ``exist`` (see
+`_exist_items`) are training-only."""
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 _MANAGED_DIRS = ("videos", "annotations", "instruct")
 _MANIFEST = "manifest.json"
@@ -233,7 +235,7 @@ class SyntheticConfig:
     num_event_types: int = 4
     """How many of ``EVENT_TYPES`` are used (1..6); must be >= max_events."""
     tasks: tuple[str, ...] = field(default=TASKS[:4], metadata={"choices": TASKS})
-    """Which tasks get instruction data (subset of tvg, dvc, vhd, timeline, tvg_chat); tvg, dvc and vhd
+    """Which tasks get instruction data (subset of tvg, dvc, vhd, timeline, tvg_chat, exist); tvg, dvc and vhd
     also get eval ground truth."""
     crf: int = 20
     """libx264 constant rate factor (lower = closer to the rendered frames, larger files)."""
