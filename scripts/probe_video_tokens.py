@@ -85,7 +85,7 @@ def probe(features: torch.Tensor, types: torch.Tensor, times: torch.Tensor, n_fi
             "shape_accuracy_heldout": (shape(held).argmax(1) == types[n_fit:]).float().mean().item(),
             "time_mae_s_fit": (fit @ w + mean_t - times[:n_fit]).abs().mean().item(),
             "time_mae_s_heldout": (held @ w + mean_t - times[n_fit:]).abs().mean().item(),
-            "time_mae_s_predict_mean": (times[n_fit:] - times[:n_fit].mean()).abs().mean().item(),
+            "time_mae_s_predict_mean": (times[n_fit:] - mean_t).abs().mean().item(),
             "second_accuracy_heldout": (second(held).argmax(1) == seconds[n_fit:]).float().mean().item(),
             "frames_fit": n_fit,
             "frames_heldout": features.shape[0] - n_fit,

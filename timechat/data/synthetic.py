@@ -98,6 +98,7 @@ __all__ = [
     "EVAL_TASKS",
     "TASKS",
     "TIMELINE_TEMPLATES",
+    "EXIST_TEMPLATES",
     "SyntheticConfig",
     "SyntheticSummary",
     "generate_synthetic_dataset",
@@ -203,6 +204,13 @@ TIMELINE_TEMPLATES = (
     "Go through the shapes in the video one by one and give the start and end time of each.",
     "For every shape visible in the video, report its colour, its shape and its start and end "
     "timestamps in seconds.",
+)
+
+# Training-only "exist" task (`_exist_items`): whether a named shape appears anywhere in the video.
+EXIST_TEMPLATES = (
+    "Is there a {name} in the video?",
+    "Does a {name} appear in the video?",
+    "Can you see a {name} at any point in the video?",
 )
 
 
@@ -785,13 +793,6 @@ def _tvg_chat_items(cfg: SyntheticConfig, split: str, videos: list[dict[str, Any
         order = np.random.default_rng([cfg.seed, 13, _SPLIT_CODE[split], i]).permutation(len(qa))
         items.append({"video": v["video"], "QA": [qa[k] for k in order], "source": "synthetic_tvg_chat"})
     return items
-
-
-EXIST_TEMPLATES = (
-    "Is there a {name} in the video?",
-    "Does a {name} appear in the video?",
-    "Can you see a {name} at any point in the video?",
-)
 
 
 def _exist_items(cfg: SyntheticConfig, split: str, videos: list[dict[str, Any]]) -> list[dict[str, Any]]:
