@@ -199,3 +199,39 @@ def test_min_video_frames_counts_too_short_videos(videos, tok):
     assert ds.stats.examples == {"too_few_frames": ["timeit[1]:one.mp4: 1 frame(s) decoded, min_video_frames=2"]}
     with pytest.raises(ValueError, match="min_video_frames=5 is more than num_frames=4"):
         DataSettings(num_frames=4, min_video_frames=5)
+
+
+def test_timed_text_gives_each_frame_the_words_of_the_spans_that_hold_it(videos):
+    """`timed_text` -> per sampled frame the token ids of the texts whose [start, end) holds its time,
+    in live and collated items (the targets of model.frame_text_loss_weight); records without it
+    give none."""
+    from timechat.data.datasets import frame_text_ids
+    from timechat.factory import ASSETS_DIR
+
+    tiny = LlamaTokenizer.from_pretrained(ASSETS_DIR / "tiny_tokenizer")
+    red, blue = (tiny.encode(w, add_special_tokens=False) for w in ("red square", "blue circle"))
+    record = {"video": "good.mp4", "QA": QA, "timed_text": [[0.0, 1.0, "red square"], [0.5, 2.0, "blue circle"]]}
+    # frames at 0, 0.5, 1.0, 1.5 and 2.0 s: the ends are exclusive
+    got = frame_text_ids(record, [0, 4, 8, 12, 16], 8.0, tiny)
+    assert got == [sorted(red), sorted(set(red + blue)), sorted(blue), sorted(blue), []]
+    assert frame_text_ids({"video": "good.mp4", "QA": QA}, [0, 4], 8.0, tiny) is None
+
+    ds = _ds([record, {"video": "good.mp4", "QA": QA}], videos, tiny)  # 16 frames at 8 fps, 4 sampled
+    item = ds[0]
+    want = frame_text_ids(record, item["clip"].indices, item["clip"].fps, tiny)
+    assert item["frame_words"] == want and any(want) and "frame_words" not in ds[1]
+    batch = collate_train([item, ds[1]])
+    assert batch["frame_words"] == [want, None]
+
+
+@pytest.mark.parametrize("timed, where", [
+    ("red square", "'timed_text' must be a list"),
+    ([[2.0, 1.0, "red square"]], "timed_text[0] must be [start, end, text]"),
+    ([[0.0, 1.0, "ok"], [0.0, "1", "red"]], "timed_text[1] must be"),
+    ([[0.0, 1.0, "  "]], "timed_text[0] must be"),
+])
+def test_bad_timed_text_is_a_bad_record_naming_the_entry(videos, tok, timed, where):
+    ds = _ds([{"video": "good.mp4", "QA": QA, "timed_text": timed}], videos, tok)
+    with pytest.raises(SampleError) as err:
+        ds.build(0)
+    assert err.value.reason == "bad_record" and where in str(err.value)

@@ -534,3 +534,21 @@ def test_baselines_script_first_event_oracle_and_rank_breakdown(small):
     summary_text = mod.summary_line(base | {"model": {"R1@0.5": 12.5}, "model_by_event_rank": ranks}, "test")
     assert summary_text.startswith(f"tiny TimeChat R1@0.5 12.5 on test ({len(gt)} queries, 2nd-or-later events 0.0")
     assert f"first-event oracle {base['oracle_first_event']['R1@0.5']:.1f}" in summary_text
+
+
+def test_timed_text_gives_every_item_its_videos_event_spans_and_names(tmp_path):
+    kw = dict(num_train=3, num_val=1, num_test=0, tasks=("tvg", "timeline"))
+    plain = generate_synthetic_dataset(tmp_path / "plain", SyntheticConfig(**kw))
+    timed = generate_synthetic_dataset(tmp_path / "timed", SyntheticConfig(timed_text=True, **kw))
+    for split in ("train", "val"):
+        events = {v["video"]: v["events"] for v in load_events(tmp_path / "timed", split)}
+        for task in ("tvg", "timeline"):
+            a, b = _read(plain.instruct[task][split]), _read(timed.instruct[task][split])
+            assert len(a) == len(b) > 0
+            for x, y in zip(a, b):
+                assert "timed_text" not in x and {k: v for k, v in y.items() if k != "timed_text"} == x
+                assert y["timed_text"] == [[ev["start"], ev["end"], f"{ev['colour']} {ev['shape']}"]
+                                           for ev in events[y["video"]]]
+    cli = main(["--out", str(tmp_path / "cli"), "--num-train", "2", "--num-val", "0", "--num-test", "0",
+                "--tasks", "tvg", "--timed-text"])
+    assert all("timed_text" in item for item in _read(cli.instruct["tvg"]["train"]))

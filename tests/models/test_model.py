@@ -286,3 +286,65 @@ def test_capture_stages_leaves_the_model_as_it_was():
     assert stages["frame_hidden_state"][0].shape[:2] == (1, t)
     assert "add_frame_positions" not in vars(model) and "video_windows" not in vars(model)
     assert hook_count() == before
+
+
+def test_frame_time_loss_targets_and_total():
+    """model.frame_time_loss_weight: each window's tokens are classified into the whole second of its
+    frames' mean time (capped at the last bin), and the training loss adds it with that weight."""
+    model = _tiny(window_size=2, stride=2, frame_time_loss_weight=0.5, frame_time_bins=4)
+    nv, d = model.video_query_tokens.shape[1], model.llm_hidden_size
+    times = torch.tensor([0.2, 0.9, 1.4, 2.6, 5.0])  # windows (0, 2) (2, 4) (4, 5): means 0.55, 2.0, 5.0
+    video = torch.randn(3 * nv, d)
+    want = torch.nn.functional.cross_entropy(model.frame_time_head(video), torch.tensor([0, 2, 3]).repeat_interleave(nv))
+    torch.testing.assert_close(model.frame_time_loss([video], [times]), want)
+    with pytest.raises(ValueError, match="frame_time_loss: 7 video tokens for 5 frames"):
+        model.frame_time_loss([video[:7]], [times])
+
+    t, size = 4, model.cfg.vision.image_size
+    ids = torch.tensor([[1, 5] + [model.cfg.image_token_id] * model.cfg.num_video_tokens(t) + [7, 8, 9]])
+    ts = torch.randint(3, 100, (t, 5))
+    batch = {"images": torch.randn(1, 3, t, size, size), "timestamps": {"input_ids": ts, "attention_mask": torch.ones_like(ts)},
+             "input_ids": ids, "attention_mask": torch.ones_like(ids),
+             "labels": torch.where(torch.arange(ids.shape[1]) >= ids.shape[1] - 3, ids, torch.full_like(ids, -100)),
+             "frame_times": [torch.tensor([0.0, 1.5, 3.0, 4.5])]}
+    out = model(batch)
+    assert out["frame_time_loss"] > 0
+    torch.testing.assert_close(out["loss"], out["lm_loss"] + 0.5 * out["frame_time_loss"])
+
+    plain = _tiny(window_size=2, stride=2)  # the default: no head, no extra loss, same parameter names as before
+    assert plain.frame_time_head is None and not any("frame_time" in n for n, _ in plain.named_parameters())
+    out = plain(batch)
+    assert "frame_time_loss" not in out and "lm_loss" not in out
+
+
+def test_collate_gives_frame_times_from_the_clips():
+    from timechat.data.collate import collate_train
+    from timechat.data.video import VideoClip
+
+    def item(indices, fps):
+        clip = VideoClip(frames=torch.zeros(len(indices), 2, 2, 3, dtype=torch.uint8), indices=indices, fps=fps,
+                         vlen=100, timestamps=[str(round(i / fps, 1)) for i in indices], msg="")
+        ts = {"input_ids": torch.ones(len(indices), 3, dtype=torch.long), "attention_mask": torch.ones(len(indices), 3)}
+        return {"input_ids": [1, 5], "labels": [-100, 5], "images": torch.zeros(3, len(indices), 4, 4),
+                "timestamps": ts, "clip": clip}
+
+    batch = collate_train([item([0, 3, 6], 2.0), item([0, 10, 20], 29.97)])
+    assert [t.tolist() for t in batch["frame_times"]] == [[0.0, 1.5, 3.0], pytest.approx([0.0, 10 / 29.97, 20 / 29.97])]
+    assert "frame_times" not in collate_train([{**item([0, 3], 2.0), "clip": None}])
+
+
+def test_frame_text_loss_reads_the_tokens_through_the_output_embeddings():
+    """model.frame_text_loss_weight: each window's tokens, through the LLM's output embeddings, are
+    pulled towards the union of its frames' word ids; windows showing nothing are left out."""
+    model = _tiny(window_size=2, stride=2, frame_text_loss_weight=2.0)
+    nv, d = model.video_query_tokens.shape[1], model.llm_hidden_size
+    video = torch.randn(3 * nv, d)
+    words = [[5, 6], [6, 9], [], [], [7]]  # windows (0, 2) (2, 4) (4, 5): {5, 6, 9}, nothing, {7}
+    logits = model.base_llm.get_output_embeddings()(torch.cat([video[:nv], video[2 * nv:]]))
+    target = torch.zeros(2 * nv, logits.shape[1])
+    target[:nv, [5, 6, 9]] = 1 / 3
+    target[nv:, 7] = 1.0
+    want = torch.nn.functional.cross_entropy(logits, target)
+    torch.testing.assert_close(model.frame_text_loss([video, video], [words, None]), want)
+    nothing = model.frame_text_loss([video.clone().requires_grad_()], [[[]] * 5])
+    assert nothing.item() == 0.0 and nothing.requires_grad  # stays in the graph (DDP needs every rank's backward)

@@ -47,10 +47,11 @@ def smoke_data(tmp_path_factory) -> Path:
     # right only by chance. With one event there is nothing to tell apart, so the answers keep TimeIT's
     # short wording ("The given query happens in 2.0 - 5.0 seconds."): with the default's named answers
     # ("The red square happens in ...", three tokens longer) 450 steps did not yet end every answer
-    # properly (62.5, the best constant span, in CI on 2026-12-07).
+    # properly (62.5, the best constant span, in CI on 2026-12-07). `timed_text` feeds the default's
+    # frame-text loss, as in the quickstart's data.
     generate_synthetic_dataset(root / "synthetic", seed=11, num_train=320, num_val=48, num_test=0,
                                duration=(8, 8), fps=2, size=32, max_events=1, min_event_duration=2,
-                               time_grid=1.0, tasks=("tvg",), tvg_answer="timeit")
+                               time_grid=1.0, tasks=("tvg",), tvg_answer="timeit", timed_text=True)
     return root
 
 

@@ -34,7 +34,9 @@ def collate_train(samples: Sequence[dict[str, Any]], pad_token_id: int = PAD_TOK
         ``input_ids`` (B, L) long, ``labels`` (B, L) long, ``attention_mask`` (B, L) long
         (``input_ids != pad``, so a real ``<unk>`` id 0 is masked too, as in the original),
         ``images`` (B, C, T, H, W) or a list, ``timestamps`` ``{'input_ids', 'attention_mask'}`` of
-        shape (ΣT, L_ts) or a list of per-sample dicts, ``conv_type`` ``'multi'``, ``ids``.
+        shape (ΣT, L_ts) or a list of per-sample dicts, ``conv_type`` ``'multi'``, ``ids``, and when
+        every item has its ``clip``, ``frame_times``: per sample the (T,) sampled frames' times in seconds;
+        when some item has them, ``frame_words``: per sample its per-frame token-id lists (or None).
     """
     if not samples:
         raise ValueError("collate_train: empty batch")
@@ -47,6 +49,11 @@ def collate_train(samples: Sequence[dict[str, Any]], pad_token_id: int = PAD_TOK
         "conv_type": "multi",
         "ids": [s.get("id") for s in samples],
     }
+    clips = [s.get("clip") for s in samples]
+    if all(c is not None for c in clips):  # per sample (T_i,) seconds: targets of the frame-time loss
+        batch["frame_times"] = [torch.tensor(c.indices, dtype=torch.float64).div(c.fps) for c in clips]
+    if any("frame_words" in s for s in samples):  # per sample, per frame token ids (or None): frame-text loss targets
+        batch["frame_words"] = [s.get("frame_words") for s in samples]
     if any("data_errors" in s for s in samples):
         from timechat.stats import IssueStats
 

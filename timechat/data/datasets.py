@@ -109,6 +109,16 @@ def validate_record(record: Any, sample_id: str) -> dict[str, Any]:
             raise SampleError(sample_id, "bad_record", f"QA[{k}] needs string 'q' and 'a'")
         if not pair["q"].strip() or not pair["a"].strip():
             raise SampleError(sample_id, "bad_record", f"QA[{k}] has an empty 'q' or 'a'")
+    timed = record.get("timed_text")
+    if timed is not None:
+        if not isinstance(timed, list):
+            raise SampleError(sample_id, "bad_record", "'timed_text' must be a list of [start, end, text]")
+        for k, entry in enumerate(timed):
+            ok = (isinstance(entry, (list, tuple)) and len(entry) == 3 and isinstance(entry[2], str)
+                  and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in entry[:2]))
+            if not ok or not entry[0] <= entry[1] or not entry[2].strip():
+                raise SampleError(sample_id, "bad_record",
+                                  f"timed_text[{k}] must be [start, end, text] with start <= end and some text")
     fields = [("video", video)] + [(f"QA[{k}].{key}", pair[key]) for k, pair in enumerate(qa) for key in ("q", "a")]
     for where, text in fields:
         at = _not_utf8_at(text)
@@ -116,6 +126,22 @@ def validate_record(record: Any, sample_id: str) -> dict[str, Any]:
             raise SampleError(sample_id, "bad_text",
                               f"{where} has a lone surrogate U+{ord(text[at]):04X} at character {at} (not valid Unicode text)")
     return record
+
+
+def frame_text_ids(record: dict[str, Any], indices: Sequence[int], fps: float,
+                   tokenizer: LlamaTokenizer) -> list[list[int]] | None:
+    """Per sampled frame, the token ids (no BOS) of the record's ``timed_text`` entries whose span
+    ``start <= t < end`` holds the frame's time ``t = index / fps``; None when the record has none.
+    The targets of ``model.frame_text_loss_weight``."""
+    timed = record.get("timed_text")
+    if timed is None:
+        return None
+    pieces = [(float(s), float(e), tokenizer.encode(text, add_special_tokens=False)) for s, e, text in timed]
+    frames = []
+    for index in indices:
+        t = index / fps
+        frames.append(sorted({i for s, e, ids in pieces if s <= t < e for i in ids}))
+    return frames
 
 
 def check_built_sample(sample_id: str, text: TrainText, n_frames: int, settings: DataSettings, *,
@@ -233,7 +259,7 @@ def build_train_item(
     text = build_train_text(record["QA"], clip.msg, images.shape[1], llama_tokenizer, st.num_video_query_token, st.stride,
                             st.max_txt_len)
     check_built_sample(sample_id, text, len(clip.indices), st, allow_truncated=allow_cut_placeholders)
-    return {
+    item = {
         "id": sample_id,
         "images": images,
         "input_ids": torch.tensor(text.input_ids, dtype=torch.long),
@@ -242,6 +268,8 @@ def build_train_item(
         "clip": clip,
         "text": text,
     }
+    words = frame_text_ids(record, clip.indices, clip.fps, llama_tokenizer)
+    return item if words is None else {**item, "frame_words": words}
 
 
 class VideoInstructDataset(torch.utils.data.Dataset):

@@ -54,7 +54,8 @@ from timechat.constants import DTYPE_NAMES, DTYPES, dtype_name
 from timechat.io import atomic_path, atomic_write_json, read_json
 from timechat.data.collate import collate_train
 from timechat.data.conversation import build_train_text
-from timechat.data.datasets import SampleError, VideoInstructDataset, check_built_sample, validate_record
+from timechat.data.datasets import (SampleError, VideoInstructDataset, check_built_sample, frame_text_ids,
+                                     validate_record)
 from timechat.data.settings import EVAL_SAMPLING, DataSettings, FrameBudget
 from timechat.data.tokenization import tokenize_timestamps
 from timechat.data.transforms import eval_transform
@@ -516,15 +517,18 @@ class CachedFeatureDataset(VideoInstructDataset):
         text = build_train_text(rec["QA"], meta.msg, meta.n_frames, self.llama_tokenizer, st.num_video_query_token,
                                 st.stride, st.max_txt_len)
         check_built_sample(sid, text, meta.n_frames, st)
-        return {
+        clip = meta.to_video_clip()
+        item = {
             "id": sid,
             "image_features": feats,
             "input_ids": torch.tensor(text.input_ids, dtype=torch.long),
             "labels": torch.tensor(text.labels, dtype=torch.long),
             "timestamps": tokenize_timestamps(meta.sentences, self.timestamp_tokenizer),
-            "clip": meta.to_video_clip(),
+            "clip": clip,
             "text": text,
         }
+        words = frame_text_ids(rec, clip.indices, clip.fps, self.llama_tokenizer)
+        return item if words is None else {**item, "frame_words": words}
 
 
 def collate_cached(samples: Sequence[dict[str, Any]], pad_token_id: int = 0) -> dict[str, Any]:

@@ -20,6 +20,7 @@ Layout under ``out_dir``::
     annotations/vhd_{split}.caption_coco_format.json   VHD queries for the inference loader
                                                   (image_id, caption, id = qid, duration)
     instruct/{task}_{split}.json                  TimeIT items {"video", "QA": [{"q", "a"}], "source"}
+                                                  (+ "timed_text" with `timed_text`)
     instruct/train_all.json                       all train items of all tasks, shuffled
     manifest.json                                 written last: config, counts, file sizes + sha256
 
@@ -255,6 +256,11 @@ class SyntheticConfig:
     the same way at evaluation. With ``timeit`` the tiny default answered every query of a video with the
     same span (README, "The embedded default learns")."""
 
+    timed_text: bool = False
+    """Give every instruction item a ``timed_text`` field: ``[[start, end, "red square"], ...]``, each
+    event's span and the words naming its shape. Training can read it (``model.frame_text_loss_weight``:
+    each frame's video tokens learn the words of the shapes it shows)."""
+
     def __post_init__(self) -> None:
         # Plain numbers as their declared type (YAML/JSON/CLI values: 8 -> 8.0, lists -> tuples).
         for f in dataclasses.fields(self):
@@ -442,6 +448,10 @@ def generate_synthetic_dataset(
         written += _write_eval_gt(out, cfg, split, videos)
         for task in cfg.tasks:
             items = _instruct_items(cfg, split, task, videos)
+            if cfg.timed_text:
+                spans = {v["video"]: [[ev["start"], ev["end"], f"{ev['colour']} {ev['shape']}"] for ev in v["events"]]
+                         for v in videos}
+                items = [{**item, "timed_text": spans[item["video"]]} for item in items]
             written.append(_write_json(out / "instruct" / f"{task}_{split}.json", items))
             if split == "train":
                 train_items += items
@@ -928,6 +938,8 @@ def main(argv: Sequence[str] | None = None) -> SyntheticSummary:
         flag = "--" + f.name.replace("_", "-")
         if isinstance(default, tuple):
             p.add_argument(flag, nargs="+", type=type(default[0]), default=list(default), **f.metadata)
+        elif isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **f.metadata)
         else:
             p.add_argument(flag, type=type(default), default=default, **f.metadata)
     p.add_argument("--force", action="store_true", help="regenerate even if the manifest matches")

@@ -144,6 +144,20 @@ class TimeChatConfig:
     """True for inference configs (the original's `lora_inference_mode`)."""
     freeze_llm: bool = True
     """The LLM base weights are frozen in TimeChat; False trains them too (tiny from-scratch models)."""
+    frame_time_loss_weight: float = 0.0
+    """Weight of an auxiliary training loss that is not TimeChat's (0, the default, adds nothing: no
+    head, no loss). Every LLM-input video token predicts the whole second of its window's mean
+    frame time through a linear head (`frame_time_head`), so the tokens carry their time from the
+    start. For models trained from scratch, whose frame Q-Former has not learned to read its
+    timestamp text (README, "The embedded default learns")."""
+    frame_time_bins: int = 32
+    """Classes of the frame-time head: seconds 0, 1, ..., bins - 1 (later times fall in the last)."""
+    frame_text_loss_weight: float = 0.0
+    """Weight of a second auxiliary training loss, not TimeChat's (0 by default: none). Where a record
+    has ``timed_text`` (``[[start, end, text], ...]``), each window's video tokens, read through the
+    LLM's output word embeddings, must predict the words of the texts whose span holds its frames
+    (a soft target spread evenly over those word pieces): a frame that shows a red square lies near
+    the words "red" and "square", so a query's words can find it."""
 
     def __post_init__(self) -> None:
         for name, sub in (("vision", VisionConfig), ("qformer", QFormerConfig), ("video_qformer", VideoQFormerConfig),
@@ -162,6 +176,11 @@ class TimeChatConfig:
         if self.position_overflow not in POSITION_OVERFLOW_RULES:
             raise ValueError(f"model.position_overflow must be one of {POSITION_OVERFLOW_RULES}, "
                              f"got {self.position_overflow!r}")
+        if self.frame_text_loss_weight < 0:
+            raise ValueError(f"model.frame_text_loss_weight must be >= 0, got {self.frame_text_loss_weight}")
+        if self.frame_time_loss_weight < 0 or self.frame_time_bins < 2:
+            raise ValueError(f"model.frame_time_loss_weight must be >= 0 and model.frame_time_bins >= 2, got "
+                             f"{self.frame_time_loss_weight} and {self.frame_time_bins}")
         if self.frame_chunk_size is not None and self.frame_chunk_size < 1:
             raise ValueError(f"model.frame_chunk_size must be >= 1 or null (no chunking), got {self.frame_chunk_size}")
 

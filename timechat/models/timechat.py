@@ -89,6 +89,10 @@ class TimeChat(nn.Module):
         llm.config.use_cache = False
         self.llm_hidden_size = llm.config.hidden_size
         self.llama_proj = nn.Linear(q.hidden_size, self.llm_hidden_size)
+        # Training-only auxiliary head (model.frame_time_loss_weight; absent in TimeChat's configs).
+        self.frame_time_head = (
+            nn.Linear(self.llm_hidden_size, cfg.frame_time_bins) if cfg.frame_time_loss_weight > 0 else None
+        )
         if cfg.gradient_checkpointing:
             llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             llm.enable_input_require_grads()
@@ -320,9 +324,12 @@ class TimeChat(nn.Module):
             per window, in order, (B, n_frames * Q', D).
         """
         b, t, rows, d = frame_states.shape
+        return [frame_states[:, s:e].reshape(b, (e - s) * rows, d) for s, e in self.window_spans(t)]
+
+    def window_spans(self, t: int) -> list[tuple[int, int]]:
+        """(first, end) frame of each sliding window over t frames, in order."""
         window, stride = self.cfg.window_size, self.cfg.stride
-        spans = [(s, min(s + window, t)) for s in range(0, t, stride)] if stride > 0 else [(0, t)]
-        return [frame_states[:, s:e].reshape(b, (e - s) * rows, d) for s, e in spans]
+        return [(s, min(s + window, t)) for s in range(0, t, stride)] if stride > 0 else [(0, t)]
 
     def encode_windows(self, windows: Sequence[torch.Tensor]) -> torch.Tensor:
         """Video Q-Former over each window: N_v query tokens per window, concatenated in window order.
@@ -447,7 +454,76 @@ class TimeChat(nn.Module):
                 ignore_index=IGNORE_INDEX, reduction="sum",
             )
             result["loss"] = loss_sum / num_tokens.clamp(min=1)
+            if self.frame_time_head is not None and batch.get("frame_times") is not None:
+                result["lm_loss"] = result["loss"]
+                result["frame_time_loss"] = self.frame_time_loss(video_embeds, batch["frame_times"])
+                result["loss"] = result["loss"] + self.cfg.frame_time_loss_weight * result["frame_time_loss"]
+            if self.cfg.frame_text_loss_weight > 0 and batch.get("frame_words") is not None:
+                result.setdefault("lm_loss", result["loss"])
+                result["frame_text_loss"] = self.frame_text_loss(video_embeds, batch["frame_words"])
+                result["loss"] = result["loss"] + self.cfg.frame_text_loss_weight * result["frame_text_loss"]
         return result
+
+    def frame_text_loss(self, video_embeds: Sequence[torch.Tensor],
+                        frame_words: Sequence[Sequence[Sequence[int]] | None]) -> torch.Tensor:
+        """Soft-target cross-entropy of the video tokens read through the LLM's output embeddings
+        (model.frame_text_loss_weight).
+
+        Args:
+            video_embeds: per sample (N_v * n_windows, D_llm).
+            frame_words: per sample None or, per frame, the token ids naming what it shows
+                (`timechat.data.datasets.frame_text_ids`).
+        Returns:
+            scalar: the mean over the tokens of every window whose frames show something (a
+            window's target spreads evenly over the union of its frames' ids); 0 (still attached
+            to the graph) when no window does.
+        """
+        nv = self.video_query_tokens.shape[1]
+        head = self.base_llm.get_output_embeddings()
+        rows, targets = [], []
+        for video, words in zip(video_embeds, frame_words):
+            if words is None:
+                continue
+            spans = self.window_spans(len(words))
+            if video.shape[0] != nv * len(spans):
+                raise ValueError(f"frame_text_loss: {video.shape[0]} video tokens for {len(words)} frames "
+                                 f"({len(spans)} windows of {nv} tokens)")
+            for w, (s, e) in enumerate(spans):
+                ids = sorted({i for frame in words[s:e] for i in frame})
+                if not ids:
+                    continue
+                target = video.new_zeros(head.weight.shape[0], dtype=torch.float32)
+                target[ids] = 1.0 / len(ids)
+                rows.append(video[w * nv:(w + 1) * nv])
+                targets.append(target.expand(nv, -1))
+        if not rows:
+            return torch.cat(list(video_embeds)).sum() * 0.0
+        logits = head(torch.cat(rows).to(head.weight.dtype)).float()  # (n, V)
+        return F.cross_entropy(logits, torch.cat(targets))
+
+    def frame_time_loss(self, video_embeds: Sequence[torch.Tensor], frame_times: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy of `frame_time_head` on every video token (model.frame_time_loss_weight).
+
+        Args:
+            video_embeds: per sample (N_v * n_windows, D_llm), as `encode_batch_videos` returns them.
+            frame_times: per sample (T,) sampled frame times in seconds (`collate_train`).
+        Returns:
+            scalar; the target of a window's N_v tokens is the whole second of its frames' mean
+            time, capped at `frame_time_bins - 1`.
+        """
+        nv = self.video_query_tokens.shape[1]
+        targets = []
+        for video, times in zip(video_embeds, frame_times):
+            spans = self.window_spans(times.shape[0])
+            if video.shape[0] != nv * len(spans):
+                raise ValueError(f"frame_time_loss: {video.shape[0]} video tokens for {times.shape[0]} frames "
+                                 f"({len(spans)} windows of {nv} tokens)")
+            # (+1e-6: a mean of 2.0 that rounding put at 1.9999999 is second 2)
+            secs = torch.stack([times[s:e].double().mean() for s, e in spans]).add(1e-6).floor().long()
+            targets.append(secs.clamp(0, self.cfg.frame_time_bins - 1).repeat_interleave(nv))
+        tokens = torch.cat(list(video_embeds), dim=0)  # (ΣN, D_llm)
+        logits = self.frame_time_head(tokens.to(self.frame_time_head.weight.dtype)).float()
+        return F.cross_entropy(logits, torch.cat(targets).to(logits.device))
 
     def build_context_embeds(
         self, segments: Sequence[Sequence[Sequence[int]]], video_embeds: Sequence[torch.Tensor]

@@ -64,6 +64,11 @@ def move_to(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def loss_parts(out: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """`loss` and the named parts (`*_loss`, e.g. `lm_loss`) of a model output, without the logits."""
+    return {k: v if k == "loss" else v.detach() for k, v in out.items() if k == "loss" or k.endswith("_loss")}
+
+
 class StepResult(NamedTuple):
     """What one optimizer step (`TrainRecipe.train_step`) reports."""
 
@@ -75,6 +80,8 @@ class StepResult(NamedTuple):
     """LR set for the step's last micro-batch."""
     samples: int
     """Samples this rank consumed in the step."""
+    parts: dict[str, torch.Tensor] | None = None
+    """The loss's named parts when the model reports them (e.g. `lm_loss`, `frame_time_loss`), step means on this rank."""
 
 
 class TrainRecipe:
@@ -439,6 +446,8 @@ class TrainRecipe:
                           "train/samples_per_s": samples * self.world_size / max(elapsed, 1e-9)}
                 if out.grad_norm is not None:
                     values["train/grad_norm"] = float(out.grad_norm)
+                for name, part in sorted((out.parts or {}).items()):
+                    values[f"train/{name}"] = float(dist_utils.all_reduce_mean(part))
                 self.metrics.log(values, step=self.step)
                 progress.update(self.step, loss=mean_loss, lr=out.lr, samples_per_s=values["train/samples_per_s"])
             if self._should_save():
@@ -457,21 +466,25 @@ class TrainRecipe:
         if batches is not None and len(batches) != accum:
             raise ValueError(f"train_step got {len(batches)} micro-batches; run.accum_grad_iters is {accum}")
         step_loss = torch.zeros((), device=self.device)
+        parts: dict[str, torch.Tensor] = {}
         samples = 0
         for micro in range(accum):
             epoch, cur = divmod(self.iteration, self.run.iters_per_epoch)
             lr = self.scheduler.step(epoch, cur)
             batch = self._next_batch() if batches is None else batches[micro]
             if self.engine is not None:
-                loss = self._deepspeed_micro_step(batch)
+                out = self._deepspeed_micro_step(batch)
             else:
-                loss = self._micro_step(batch, sync=is_accumulation_boundary(micro, accum))
-            step_loss += loss.detach() / accum
+                out = self._micro_step(batch, sync=is_accumulation_boundary(micro, accum))
+            step_loss += out["loss"].detach() / accum
+            for name, value in out.items():
+                if name != "loss":
+                    parts[name] = parts.get(name, 0) + value.float() / accum
             samples += batch["input_ids"].shape[0]
             self.iteration += 1
         grad_norm = self._deepspeed_grad_norm() if self.engine is not None else self._optimizer_step()
         self.step += 1
-        return StepResult(step_loss, grad_norm, lr, samples)
+        return StepResult(step_loss, grad_norm, lr, samples, parts)
 
     def _next_batch(self) -> dict[str, Any]:
         """The next training batch on the device; its bad-sample counts go to `data_errors`."""
@@ -481,8 +494,9 @@ class TrainRecipe:
             self._check_failure_rate()
         return move_to(batch, self.device)
 
-    def _micro_step(self, batch: dict[str, Any], sync: bool) -> torch.Tensor:
-        """Forward + backward of one micro-batch (single process or DDP); DDP all-reduces only when `sync`."""
+    def _micro_step(self, batch: dict[str, Any], sync: bool) -> dict[str, Any]:
+        """Forward + backward of one micro-batch (single process or DDP); DDP all-reduces only when `sync`.
+        Returns `loss_parts` of the model's output."""
         r = self.run
         ctx = self.ddp_model.no_sync() if (self.dist.distributed and not sync) else contextlib.nullcontext()
         with ctx:
@@ -494,7 +508,7 @@ class TrainRecipe:
                 self.scaler.scale(scaled).backward()
             else:
                 scaled.backward()
-        return loss
+        return loss_parts(out)
 
     def _optimizer_step(self) -> torch.Tensor | None:
         """Unscale (fp16), clip, step and zero the gradients; returns the norm before clipping."""
@@ -509,15 +523,16 @@ class TrainRecipe:
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
 
-    def _deepspeed_micro_step(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Forward + backward + `engine.step()` (DeepSpeed steps the optimizer at accumulation boundaries)."""
+    def _deepspeed_micro_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Forward + backward + `engine.step()` (DeepSpeed steps the optimizer at accumulation boundaries);
+        returns `loss_parts` of the output."""
         out = self.engine(batch)
         loss = out["loss"]
         # engine.backward divides by the accumulation steps; undo that for the original's summed gradients.
         scaled = loss if self.run.normalize_loss_over_accumulation else loss * self.run.accum_grad_iters
         self.engine.backward(scaled)
         self.engine.step()
-        return loss
+        return loss_parts(out)
 
     def _deepspeed_grad_norm(self) -> torch.Tensor | None:
         """The engine stepped inside the last `_deepspeed_micro_step`; read the norm it measured."""
