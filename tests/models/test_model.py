@@ -348,3 +348,4 @@ def test_frame_text_loss_reads_the_tokens_through_the_output_embeddings():
     torch.testing.assert_close(model.frame_text_loss([video, video], [words, None]), want)
     nothing = model.frame_text_loss([video.clone().requires_grad_()], [[[]] * 5])
     assert nothing.item() == 0.0 and nothing.requires_grad  # stays in the graph (DDP needs every rank's backward)
+    assert model.frame_text_loss([video.clone().requires_grad_()], [None]).item() == 0.0  # a record without timed_text

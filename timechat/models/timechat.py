@@ -458,9 +458,12 @@ class TimeChat(nn.Module):
                 result["lm_loss"] = result["loss"]
                 result["frame_time_loss"] = self.frame_time_loss(video_embeds, batch["frame_times"])
                 result["loss"] = result["loss"] + self.cfg.frame_time_loss_weight * result["frame_time_loss"]
-            if self.cfg.frame_text_loss_weight > 0 and batch.get("frame_words") is not None:
+            if self.cfg.frame_text_loss_weight > 0:
+                # Reported (as 0) even for a batch without `timed_text`, so every rank logs the same parts
+                # (the log step all-reduces each one).
+                words = batch.get("frame_words") or [None] * len(video_embeds)
                 result.setdefault("lm_loss", result["loss"])
-                result["frame_text_loss"] = self.frame_text_loss(video_embeds, batch["frame_words"])
+                result["frame_text_loss"] = self.frame_text_loss(video_embeds, words)
                 result["loss"] = result["loss"] + self.cfg.frame_text_loss_weight * result["frame_text_loss"]
         return result
 
