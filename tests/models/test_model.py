@@ -349,3 +349,5 @@ def test_frame_text_loss_reads_the_tokens_through_the_output_embeddings():
     nothing = model.frame_text_loss([video.clone().requires_grad_()], [[[]] * 5])
     assert nothing.item() == 0.0 and nothing.requires_grad  # stays in the graph (DDP needs every rank's backward)
     assert model.frame_text_loss([video.clone().requires_grad_()], [None]).item() == 0.0  # a record without timed_text
+    with pytest.raises(ValueError, match="frame_text_loss: 7 video tokens for 5 frames"):
+        model.frame_text_loss([video[:7]], [words])

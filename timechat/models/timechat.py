@@ -467,6 +467,15 @@ class TimeChat(nn.Module):
                 result["loss"] = result["loss"] + self.cfg.frame_text_loss_weight * result["frame_text_loss"]
         return result
 
+    def _token_windows(self, loss_name: str, video: torch.Tensor, num_frames: int) -> list[tuple[int, int]]:
+        """`window_spans` of one sample's frames, checked against its video tokens (N_v per window)."""
+        nv = self.video_query_tokens.shape[1]
+        spans = self.window_spans(num_frames)
+        if video.shape[0] != nv * len(spans):
+            raise ValueError(f"{loss_name}: {video.shape[0]} video tokens for {num_frames} frames "
+                             f"({len(spans)} windows of {nv} tokens)")
+        return spans
+
     def frame_text_loss(self, video_embeds: Sequence[torch.Tensor],
                         frame_words: Sequence[Sequence[Sequence[int]] | None]) -> torch.Tensor:
         """Soft-target cross-entropy of the video tokens read through the LLM's output embeddings
@@ -487,10 +496,7 @@ class TimeChat(nn.Module):
         for video, words in zip(video_embeds, frame_words):
             if words is None:
                 continue
-            spans = self.window_spans(len(words))
-            if video.shape[0] != nv * len(spans):
-                raise ValueError(f"frame_text_loss: {video.shape[0]} video tokens for {len(words)} frames "
-                                 f"({len(spans)} windows of {nv} tokens)")
+            spans = self._token_windows("frame_text_loss", video, len(words))
             for w, (s, e) in enumerate(spans):
                 ids = sorted({i for frame in words[s:e] for i in frame})
                 if not ids:
@@ -517,10 +523,7 @@ class TimeChat(nn.Module):
         nv = self.video_query_tokens.shape[1]
         targets = []
         for video, times in zip(video_embeds, frame_times):
-            spans = self.window_spans(times.shape[0])
-            if video.shape[0] != nv * len(spans):
-                raise ValueError(f"frame_time_loss: {video.shape[0]} video tokens for {times.shape[0]} frames "
-                                 f"({len(spans)} windows of {nv} tokens)")
+            spans = self._token_windows("frame_time_loss", video, times.shape[0])
             # (+1e-6: a mean of 2.0 that rounding put at 1.9999999 is second 2)
             secs = torch.stack([times[s:e].double().mean() for s, e in spans]).add(1e-6).floor().long()
             targets.append(secs.clamp(0, self.cfg.frame_time_bins - 1).repeat_interleave(nv))
